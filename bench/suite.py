@@ -1,0 +1,662 @@
+"""The benchmarks, run in order against one Redis and one gateway, each next to its baseline.
+
+``python -m bench`` runs the full suite (about ten minutes on two cores) and writes
+``docs/benchmarks.md``, ``docs/latency.png`` and ``bench/results.json``; ``--quick`` runs every
+benchmark at a tiny size, writes nothing, and exits non-zero if any of them broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.load import WRK_INSTALL, paced, percentile, post_batches, wrk
+from bench.payloads import EVENT_BYTES, EVENT_SIZE, batch_bytes
+from bench.procs import AUTH, BenchError, Cluster, Proc, get_json, have, post_empty
+
+ROOT = Path(__file__).resolve().parent.parent
+NOWHERE = "http://127.0.0.1:9/hook"  # ingest-only runs: no worker ever calls it
+MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    wrk_seconds: float
+    ingest_runs: int
+    batches: int
+    batch_runs: int
+    deliveries: int
+    delivery_runs: int
+    latency_rate: float
+    latency_seconds: float
+    latency_runs: int
+    sweep_rates: tuple[float, ...]
+    sweep_seconds: float
+    pending: int
+    slow_receiver_delay: float
+    rss_seconds: float
+
+
+FULL = Sizes(
+    wrk_seconds=8,
+    ingest_runs=3,
+    batches=600,
+    batch_runs=3,
+    deliveries=20_000,
+    delivery_runs=3,
+    latency_rate=300,
+    latency_seconds=10,
+    latency_runs=3,
+    sweep_rates=(100, 200, 450, 600, 1000),
+    sweep_seconds=6,
+    pending=100_000,
+    slow_receiver_delay=2.0,
+    rss_seconds=8,
+)
+QUICK = Sizes(
+    wrk_seconds=1,
+    ingest_runs=1,
+    batches=5,
+    batch_runs=1,
+    deliveries=300,
+    delivery_runs=1,
+    latency_rate=100,
+    latency_seconds=1.5,
+    latency_runs=1,
+    sweep_rates=(200,),
+    sweep_seconds=1,
+    pending=2_000,
+    slow_receiver_delay=0.5,
+    rss_seconds=1,
+)
+
+
+@dataclasses.dataclass
+class Figure:
+    """One line of the table: hookgate's figure next to its baseline from the same run."""
+
+    bench: str
+    metric: str
+    unit: str
+    value: float
+    runs: list[float]
+    baseline_name: str
+    baseline: float | None
+    baseline_runs: list[float]
+    target: str
+    met: bool | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+
+@dataclasses.dataclass
+class Context:
+    cluster: Cluster
+    sizes: Sizes
+    quick: bool
+    profile_dir: Path | None
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def log(message: str) -> None:
+    print(f"  · {message}", flush=True)
+
+
+# ---- profiling (optional, --profile DIR) -----------------------------------------------------
+
+
+def start_profile(ctx: Context, proc: Proc, name: str, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``proc`` for ``seconds``; collapsed stacks land in the profile dir."""
+    assert ctx.profile_dir is not None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = ctx.profile_dir / f"{name}.txt"
+    args = [exe, "record", "-p", str(proc.pid), "-d", str(int(seconds)), "-r", "200"]
+    return subprocess.Popen(
+        [*args, "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def record_calls(ctx: Context, label: str, before: dict[str, int], count: int) -> None:
+    """Redis commands per unit of work since ``before`` (scripts' inner commands included)."""
+    after = ctx.cluster.command_calls()
+    per = {k: (v - before.get(k, 0)) / count for k, v in after.items()}
+    ctx.extras.setdefault("redis_calls", {})[label] = {
+        k: round(v, 3) for k, v in sorted(per.items()) if v >= 0.005
+    }
+
+
+# ---- 1. single-event ingest --------------------------------------------------------------------
+
+
+def bench_ingest(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    if not have("wrk"):
+        print(WRK_INSTALL, flush=True)
+        ctx.extras["wrk_missing"] = True
+        return []
+    _, parse_url = cluster.start_baseline("parse_only")
+    _, durable_url = cluster.start_baseline("naive_durable")
+    targets = {
+        "parse_only": (parse_url, {}),
+        "naive_durable": (durable_url, {}),
+        "hookgate": (cluster.gateway_url + "/v1/events", AUTH),
+    }
+    rps: dict[str, list[float]] = {name: [] for name in targets}
+    for i in range(sizes.ingest_runs):
+        for name, (url, headers) in targets.items():
+            cluster.reset()
+            profiler = None
+            if name == "hookgate":
+                cluster.add_endpoint(NOWHERE)
+                if ctx.profile_dir and i == 0:
+                    assert cluster.gateway is not None
+                    profiler = start_profile(ctx, cluster.gateway, "gateway-ingest", 6)
+            calls = cluster.command_calls()
+            result = wrk(url, EVENT_BYTES, headers, seconds=sizes.wrk_seconds)
+            if profiler:
+                profiler.wait(60)
+            if name == "hookgate":
+                stored = cluster.counter("events_ingested")
+                if stored < result.requests:
+                    raise BenchError(f"wrk saw {result.requests} answers, {stored} stored")
+                if i == 0:
+                    record_calls(ctx, "single ingest, per event", calls, stored)
+            rps[name].append(result.rps)
+            log(f"run {i + 1}: {name} {result.rps:,.0f} req/s ({result.socket_errors} errors)")
+    value, parse, durable = (median(rps[n]) for n in ("hookgate", "parse_only", "naive_durable"))
+    common = {"bench": "single-event ingest", "unit": "req/s", "value": value}
+    return [
+        Figure(
+            **common,
+            metric="1 KB events, 64 connections",
+            runs=rps["hookgate"],
+            baseline_name="parse_only",
+            baseline=parse,
+            baseline_runs=rps["parse_only"],
+            target="≥ 0.6 x parse_only",
+            met=value >= 0.6 * parse,
+        ),
+        Figure(
+            **common,
+            metric="1 KB events, 64 connections",
+            runs=rps["hookgate"],
+            baseline_name="naive_durable",
+            baseline=durable,
+            baseline_runs=rps["naive_durable"],
+            target="> 1 x naive_durable",
+            met=value > durable,
+        ),
+    ]
+
+
+# ---- 2. batch ingest -------------------------------------------------------------------------
+
+
+def bench_batch(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    _, naive_url = cluster.start_baseline("naive_batch")
+    body = batch_bytes(100)
+    hook_url = cluster.gateway_url + "/v1/events/batch"
+    rates: dict[str, list[float]] = {"naive_batch": [], "hookgate": []}
+    for i in range(sizes.batch_runs):
+        for name, url, headers in (("naive_batch", naive_url, {}), ("hookgate", hook_url, AUTH)):
+            cluster.reset()
+            if name == "hookgate":
+                cluster.add_endpoint(NOWHERE)
+            profiler = None
+            if name == "hookgate" and ctx.profile_dir and i == 0:
+                assert cluster.gateway is not None
+                profiler = start_profile(ctx, cluster.gateway, "gateway-batch", 3)
+            run = post_batches(url, body, headers, batches=sizes.batches, concurrency=8)
+            accepted, seconds = asyncio.run(run)
+            if profiler:
+                profiler.wait(60)
+            if name == "hookgate" and cluster.counter("events_ingested") != accepted:
+                raise BenchError("the batch answers and the stored count differ")
+            rates[name].append(accepted / seconds)
+            log(f"run {i + 1}: {name} {accepted / seconds:,.0f} events/s")
+    value = median(rates["hookgate"])
+    return [
+        Figure(
+            bench="batch ingest",
+            metric="100-event batches, 8 connections",
+            unit="events/s",
+            value=value,
+            runs=rates["hookgate"],
+            baseline_name="naive_batch",
+            baseline=median(rates["naive_batch"]),
+            baseline_runs=rates["naive_batch"],
+            target="≥ 20,000 events/s",
+            met=value >= 20_000,
+        )
+    ]
+
+
+# ---- 3. delivery throughput --------------------------------------------------------------------
+
+
+def wait_received(receiver: str, count: int, timeout: float, worker: Proc | None = None) -> Any:
+    """Receiver stats once ``count`` distinct webhooks arrived; BenchError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = get_json(receiver + "/stats")
+        if stats["unique"] >= count:
+            return stats
+        if worker is not None:
+            worker.check()
+        if time.monotonic() > deadline:
+            tail = "" if worker is None else f"; worker log:\n{worker.tail(1500)}"
+            raise BenchError(
+                f"{stats['unique']} of {count} webhooks arrived in {timeout:g} s{tail}"
+            )
+        time.sleep(0.1)
+
+
+def arrival_rate(stats: Any) -> float:
+    return float((stats["count"] - 1) / max(stats["last"] - stats["first"], 1e-9))
+
+
+def queue_deliveries(cluster: Cluster, count: int) -> None:
+    """``count`` events for the one endpoint through the batch API, the worker not running."""
+    url = cluster.gateway_url + "/v1/events/batch"
+    accepted, _ = asyncio.run(
+        post_batches(url, batch_bytes(100), AUTH, batches=count // 100, concurrency=4)
+    )
+    if accepted != count or cluster.pending() != count:
+        raise BenchError(f"queued {cluster.pending()} deliveries, wanted {count}")
+
+
+def bench_delivery(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    n = sizes.deliveries
+    _, receiver = cluster.start_receiver()
+    rates: dict[str, list[float]] = {"deliver": [], "hookgate": []}
+    for i in range(sizes.delivery_runs):
+        post_empty(receiver + "/reset")
+        client = [sys.executable, "-m", "bench.baselines", "deliver", receiver + "/hook"]
+        done = subprocess.run(
+            [*client, str(n), "100"], capture_output=True, text=True, timeout=300, cwd=ROOT
+        )
+        if done.returncode != 0 or done.stdout.strip() != str(n):
+            raise BenchError(f"the deliver baseline failed: {done.stdout}{done.stderr[-2000:]}")
+        rates["deliver"].append(arrival_rate(wait_received(receiver, n, 30)))
+
+        cluster.reset()
+        cluster.add_endpoint(receiver + "/hook", max_in_flight=100)
+        before = cluster.used_memory()
+        queue_deliveries(cluster, n)
+        post_empty(receiver + "/reset")
+        calls = cluster.command_calls()
+        worker = cluster.start_worker()
+        profiler = None
+        if ctx.profile_dir and i == 0:
+            profiler = start_profile(ctx, worker, "worker-delivery", 8)
+        stats = wait_received(receiver, n, 60 + n / 50, worker)
+        rates["hookgate"].append(arrival_rate(stats))
+        deadline = time.monotonic() + 60
+        while cluster.counter("deliveries_succeeded") < n:
+            worker.check()
+            if time.monotonic() > deadline:
+                raise BenchError("deliveries arrived but were not all recorded as succeeded")
+            time.sleep(0.1)
+        if profiler:
+            profiler.wait(60)
+        if i == 0:
+            ctx.extras["delivered_bytes"] = (cluster.used_memory() - before) / n
+            record_calls(ctx, "delivery, per attempt", calls, n)
+        worker.stop()
+        if stats["count"] != n:
+            log(f"{stats['count'] - n} duplicate arrivals (at-least-once)")
+        base_rate, rate = rates["deliver"][-1], rates["hookgate"][-1]
+        log(f"run {i + 1}: deliver {base_rate:,.0f}/s, hookgate {rate:,.0f}/s")
+    value = median(rates["hookgate"])
+    base = median(rates["deliver"])
+    return [
+        Figure(
+            bench="delivery throughput",
+            metric=f"{n:,} queued, one worker, loopback 204 receiver",
+            unit="deliveries/s",
+            value=value,
+            runs=rates["hookgate"],
+            baseline_name="deliver",
+            baseline=base,
+            baseline_runs=rates["deliver"],
+            target="≥ 0.5 x deliver",
+            met=value >= 0.5 * base,
+        )
+    ]
+
+
+# ---- 4. latency --------------------------------------------------------------------------------
+
+
+def latency_run(
+    cluster: Cluster, receiver: str, rate: float, seconds: float, *, direct: bool
+) -> dict[str, float]:
+    """One paced run; latencies (ms) from the 202 (or, direct, the send) to the first arrival."""
+    post_empty(receiver + "/reset")
+    url = receiver + "/hook" if direct else cluster.gateway_url + "/v1/events"
+    sent = asyncio.run(
+        paced(url, EVENT_BYTES, {} if direct else AUTH, rate=rate, seconds=seconds, direct=direct)
+    )
+    if sent.errors > 0.01 * rate * seconds:
+        raise BenchError(f"{sent.errors} requests failed at {rate:g}/s")
+    wait_received(receiver, len(sent.stamps), 60 + rate * seconds / 100)
+    arrivals = get_json(receiver + "/arrivals")
+    missing = [k for k in sent.stamps if k not in arrivals]
+    if missing:
+        raise BenchError(f"{len(missing)} events never reached the receiver")
+    ms = [(arrivals[k] - t) * 1000 for k, t in sent.stamps.items()]
+    return {
+        "offered": rate,
+        "achieved": sent.achieved,
+        "events": len(ms),
+        "errors": sent.errors,
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
+        "max": max(ms),
+    }
+
+
+def bench_latency(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    _, receiver = cluster.start_receiver()
+    cluster.reset()
+    cluster.add_endpoint(receiver + "/hook", max_in_flight=100)
+    worker = cluster.start_worker()
+    rate = sizes.latency_rate
+    floor: list[dict[str, float]] = []
+    runs: list[dict[str, float]] = []
+    for i in range(sizes.latency_runs):
+        floor.append(latency_run(cluster, receiver, rate, sizes.latency_seconds, direct=True))
+        runs.append(latency_run(cluster, receiver, rate, sizes.latency_seconds, direct=False))
+        worker.check()
+        r = runs[-1]
+        log(
+            f"run {i + 1}: {rate:g}/s p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms "
+            f"(floor p50 {floor[-1]['p50']:.2f} ms p99 {floor[-1]['p99']:.2f} ms)"
+        )
+    sweep = [{k: median([r[k] for r in runs]) for k in runs[0]}]
+    for other in sizes.sweep_rates:
+        sweep.append(latency_run(cluster, receiver, other, sizes.sweep_seconds, direct=False))
+        s = sweep[-1]
+        log(f"sweep {other:g}/s: p50 {s['p50']:.1f} ms p99 {s['p99']:.1f} ms")
+    worker.stop()
+    ctx.extras["sweep"] = sorted(sweep, key=lambda s: s["offered"])
+    figures = []
+    for p, limit in (("p50", 30.0), ("p99", 150.0)):
+        value = median([r[p] for r in runs])
+        figures.append(
+            Figure(
+                bench="latency",
+                metric=f"{p}, {rate:g} events/s, 202 → first attempt arrives",
+                unit="ms",
+                value=value,
+                runs=[r[p] for r in runs],
+                baseline_name="direct POST",
+                baseline=median([r[p] for r in floor]),
+                baseline_runs=[r[p] for r in floor],
+                target=f"≤ {limit:g} ms",
+                met=value <= limit,
+            )
+        )
+    return figures
+
+
+# ---- 5. memory ---------------------------------------------------------------------------------
+
+
+def rss_samples(proc: Proc, seconds: float, every: float = 0.25) -> list[int]:
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        proc.check()
+        samples.append(proc.rss())
+        time.sleep(every)
+    return samples
+
+
+def bench_memory(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    n = sizes.pending
+    _, receiver = cluster.start_receiver(delay=sizes.slow_receiver_delay)
+    cluster.reset()
+    cluster.add_endpoint(receiver + "/hook", max_in_flight=100)
+    worker = cluster.start_worker()
+    time.sleep(1 if ctx.quick else 3)
+    idle = max(rss_samples(worker, 1))
+    worker.stop()
+
+    before = cluster.used_memory()
+    queue_deliveries(cluster, n)
+    pending_bytes = (cluster.used_memory() - before) / n
+    log(f"{n:,} events stored: {pending_bytes:,.0f} bytes each in Redis")
+
+    worker = cluster.start_worker()
+    wait_received(receiver, 1, 30, worker)
+    time.sleep(1 if ctx.quick else 3)
+    samples = rss_samples(worker, sizes.rss_seconds)
+    still = cluster.pending()
+    worker.stop()
+    if still < (0.5 if ctx.quick else 0.9) * n:
+        raise BenchError(f"only {still} of {n} deliveries were still pending while measuring")
+    peak = max(samples)
+    log(f"worker RSS idle {idle / MB:.1f} MB, with {still:,} pending {peak / MB:.1f} MB")
+    figures = [
+        Figure(
+            bench="memory",
+            metric=f"worker RSS, {n:,} deliveries pending, 100 in flight",
+            unit="MB",
+            value=peak / MB,
+            runs=[s / MB for s in samples],
+            baseline_name="idle worker",
+            baseline=idle / MB,
+            baseline_runs=[idle / MB],
+            target="≤ 200 MB",
+            met=peak <= 200 * MB,
+            note=f"peak of {len(samples)} samples; {still:,} still pending at the end",
+        ),
+        Figure(
+            bench="memory",
+            metric="Redis bytes per 1 KB event, delivery pending",
+            unit="bytes",
+            value=pending_bytes,
+            runs=[pending_bytes],
+            baseline_name="event body",
+            baseline=EVENT_SIZE,
+            baseline_runs=[EVENT_SIZE],
+            target="≤ 3 KB",
+            met=pending_bytes <= 3072,
+            note=f"used_memory delta over {n:,} events, 1 endpoint each",
+        ),
+    ]
+    delivered = ctx.extras.get("delivered_bytes")
+    if delivered is not None:
+        figures.append(
+            Figure(
+                bench="memory",
+                metric="Redis bytes per 1 KB event, delivered (attempt log kept)",
+                unit="bytes",
+                value=delivered,
+                runs=[delivered],
+                baseline_name="event body",
+                baseline=EVENT_SIZE,
+                baseline_runs=[EVENT_SIZE],
+                target="≤ 3 KB",
+                met=delivered <= 3072,
+                note="used_memory delta in the delivery benchmark, after every success",
+            )
+        )
+    return figures
+
+
+# ---- 6. verifier (bench/bench_verifier.py, maintained with the verifier) ----------------------
+
+
+def bench_verifier(ctx: Context) -> list[Figure]:
+    script = Path(__file__).with_name("bench_verifier.py")
+    if not script.exists():
+        print("bench/bench_verifier.py is not there yet; skipping the verifier benchmark")
+        ctx.extras["verifier_lines"] = []
+        return []
+    args = [sys.executable, "-m", "bench.bench_verifier"]
+    if ctx.quick and "--number" in script.read_text():
+        args += ["--repeats", "1", "--number", "500"]
+    done = subprocess.run(
+        args, capture_output=True, text=True, cwd=ROOT, timeout=60 if ctx.quick else 300
+    )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    for line in lines:
+        print(f"    {line}")
+    if done.returncode != 0:
+        raise BenchError(f"bench_verifier exited with {done.returncode}:\n{done.stderr[-2000:]}")
+    ctx.extras["verifier_lines"] = lines
+    return verifier_figures(lines)
+
+
+def verifier_figures(lines: list[str]) -> list[Figure]:
+    """The ``hookgate_verifier`` rows of bench_verifier's tables, against their ``floor`` row."""
+    figures: list[Figure] = []
+    section = ""
+    floor: float | None = None
+    for line in lines:
+        row = re.match(r"\s+(floor|hookgate_verifier)\s+([\d.]+)\s", line)
+        if not line.startswith(" ") and "(" in line:
+            section, floor = line.split("(")[0].strip(), None
+        elif row and row.group(1) == "floor":
+            floor = float(row.group(2))
+        elif row and floor:
+            value = float(row.group(2))
+            figures.append(
+                Figure(
+                    bench="verifier",
+                    metric=f"verify, {section}",
+                    unit="µs",
+                    value=value,
+                    runs=[value],
+                    baseline_name="floor",
+                    baseline=floor,
+                    baseline_runs=[floor],
+                    target="≤ 1.2 x floor",
+                    met=value <= 1.2 * floor,
+                )
+            )
+    return figures
+
+
+BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
+    "ingest": bench_ingest,
+    "batch": bench_batch,
+    "delivery": bench_delivery,
+    "latency": bench_latency,
+    "memory": bench_memory,
+    "verifier": bench_verifier,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, writes nothing")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not write docs/ or results"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="py-spy the gateway under ingest and the worker under delivery (implies --no-write)",
+    )
+    parser.add_argument(
+        "--worker-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="extra HOOKGATE_* setting for the worker, e.g. HOOKGATE_WORKER_POLL_DELAY=5ms",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, AOF)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    figures: list[Figure] = []
+    broken: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="hookgate-bench-"))
+    ctx: Context | None = None
+    try:
+        with Cluster(workdir) as cluster:
+            try:
+                cluster.start_gateway()
+            except BenchError as exc:
+                print(f"!! could not start hookgate serve: {exc}", file=sys.stderr)
+                return 1
+            cluster.worker_env = dict(item.split("=", 1) for item in args.worker_env)
+            ctx = Context(cluster, sizes, args.quick, args.profile)
+            for name in names:
+                print(f"== {name}", flush=True)
+                t0 = time.monotonic()
+                try:
+                    got = BENCHMARKS[name](ctx)
+                except Exception as exc:
+                    broken.append(name)
+                    print(f"!! {name} broke: {exc}", flush=True)
+                    traceback.print_exc(limit=-3)
+                    got = []
+                finally:
+                    for proc in [p for p in cluster.procs if p is not cluster.gateway]:
+                        proc.stop(timeout=10)
+                    cluster.procs = [p for p in cluster.procs if p is cluster.gateway]
+                for figure in got:
+                    print("   " + report.line(figure), flush=True)
+                figures += got
+                print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {workdir}")
+    elapsed = time.monotonic() - started
+    assert ctx is not None
+    print()
+    print(report.table(figures))
+    if ctx.extras.get("redis_calls"):
+        calls = report.calls_table(ctx.extras["redis_calls"])
+        print(f"\nRedis commands per unit of work:\n{calls}")
+    print(f"\n{len(figures)} figures in {elapsed:.0f} s; broken: {', '.join(broken) or 'none'}")
+    if not (args.quick or args.no_write or args.profile or broken or args.only):
+        report.write(ROOT, figures, ctx.extras, sizes, elapsed, ctx.cluster.worker_env)
+        print("wrote docs/benchmarks.md, docs/latency.png and bench/results.json")
+    return 1 if broken else 0

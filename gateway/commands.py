@@ -1,0 +1,417 @@
+"""Operator commands: find deliveries, replay them, send events, manage endpoints.
+
+They talk to a running gateway over its HTTP API (``--url``/``HOOKGATE_URL`` and
+``--token``/``HOOKGATE_ADMIN_TOKEN``). Bad arguments and 4xx answers exit 2 with a one-line
+reason; an unreachable gateway or a 5xx exits 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .client import ApiClient, ApiFailure
+from .durations import parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_options(command: F) -> F:
+    """``--url`` and ``--token`` on a command; the command receives ``api: ApiClient``."""
+
+    @click.option(
+        "--url",
+        envvar="HOOKGATE_URL",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        help="The gateway (env HOOKGATE_URL).",
+    )
+    @click.option(
+        "--token",
+        envvar="HOOKGATE_ADMIN_TOKEN",
+        required=True,
+        help="The admin token (env HOOKGATE_ADMIN_TOKEN).",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, url: str, token: str, **kwargs: Any) -> Any:
+        try:
+            return command(*args, api=ApiClient(url, token), **kwargs)
+        except ApiFailure as exc:
+            click.echo(f"hookgate: {exc}", err=True)
+            raise SystemExit(2 if 400 <= exc.status < 500 else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _to_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``30s``, ``15m``, ``2h``, ``5d`` (that long ago) or an RFC 3339 time → RFC 3339 UTC."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_time(value, time.time())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _short_time(value: str | None) -> str:
+    return (value or "-").replace("T", " ")[:19]
+
+
+# ---- deliveries --------------------------------------------------------------------------
+
+
+@click.group()
+def deliveries() -> None:
+    """List and inspect deliveries."""
+
+
+@deliveries.command("ls")
+@click.option("--endpoint", "endpoint_id", help="Only this endpoint's (ep_…).")
+@click.option("--business", "business_id", help="Only this business's.")
+@click.option("--event", "event_id", help="Only this event's (evt_…).")
+@click.option(
+    "--status", type=click.Choice(["pending", "succeeded", "failed", "cancelled", "skipped"])
+)
+@click.option("--type", "event_type", help="Only this event type.")
+@click.option("--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time.")
+@click.option("--until", callback=_to_time, help="Likewise.")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", help="Continue from a previous page's next cursor.")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def deliveries_ls(api: ApiClient, as_json: bool, **query: Any) -> None:
+    """Deliveries, newest first."""
+    page = api.request("GET", "/v1/deliveries", query=query)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [
+        [
+            d["id"],
+            d["status"],
+            d["event_type"] or "",
+            d["endpoint_id"],
+            str(d["attempt_count"]),
+            _short_time(d["updated_at"]),
+            d["reason"] or "",
+        ]
+        for d in page["data"]
+    ]
+    _table(rows, ["delivery", "status", "type", "endpoint", "tries", "updated (UTC)", "reason"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@deliveries.command("show")
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True)
+@api_options
+def deliveries_show(api: ApiClient, delivery_id: str, as_json: bool) -> None:
+    """A delivery and every attempt: status codes, errors, response bodies."""
+    d = api.request("GET", f"/v1/deliveries/{delivery_id}")
+    if as_json:
+        _print_json(d)
+        return
+    click.echo(f"delivery  {d['id']}  {d['status']}" + (f" ({d['reason']})" if d["reason"] else ""))
+    click.echo(f"event     {d['event_id']}  {d['event_type']}")
+    click.echo(f"endpoint  {d['endpoint_id']}")
+    if d["next_attempt_at"]:
+        click.echo(f"next      {_short_time(d['next_attempt_at'])}")
+    for a in d["attempts"]:
+        when = datetime.fromtimestamp(a["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = a["status_code"] if a["status_code"] is not None else "-"
+        chain = f" replay {a['replay']}" if a.get("replay") else ""
+        click.echo(
+            f"  #{a['attempt']}{chain}  {when}  {status}  {a['latency_ms']} ms  {a['outcome']}"
+            + (f"  {a['error']}" if a["error"] else "")
+        )
+        if a["response_body"]:
+            click.echo("      " + a["response_body"][:300].replace("\n", " "))
+
+
+# ---- replay ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("delivery_id", required=False)
+@click.option("--endpoint", "endpoint_id", help="Replay this endpoint's deliveries (ep_…).")
+@click.option("--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time.")
+@click.option("--until", callback=_to_time, help="Likewise (default: now).")
+@click.option("--all", "everything", is_flag=True, help="Succeeded deliveries too.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the replay.")
+@api_options
+def replay(
+    api: ApiClient,
+    delivery_id: str | None,
+    endpoint_id: str | None,
+    since: str | None,
+    until: str | None,
+    everything: bool,
+    dry_run: bool,
+    wait: bool,
+) -> None:
+    """Replay one delivery (DELIVERY_ID), or an endpoint's failed deliveries in a window.
+
+    Exits 0 when everything replayed succeeded, 1 otherwise.
+    """
+    if delivery_id and endpoint_id:
+        raise click.UsageError("give a delivery id or --endpoint, not both")
+    if delivery_id:
+        if since or until or everything or dry_run:
+            raise click.UsageError("--since, --until, --all and --dry-run go with --endpoint")
+        d = api.request("POST", f"/v1/deliveries/{delivery_id}/replay")
+        click.echo(f"replaying {d['id']} (replay {d['replays']})")
+        if wait:
+            raise SystemExit(_follow_delivery(api, delivery_id))
+        return
+    if not endpoint_id:
+        raise click.UsageError("give a delivery id, or --endpoint with --since")
+    if not since:
+        raise click.UsageError("--endpoint needs --since")
+    body: dict[str, Any] = {"since": since, "status": "all" if everything else "failed"}
+    if until:
+        body["until"] = until
+    if dry_run:
+        body["dry_run"] = True
+    started = api.request("POST", f"/v1/endpoints/{endpoint_id}/replay", body)
+    if dry_run:
+        click.echo(f"{started['matched']} deliveries would be replayed")
+        return
+    replay_id = started["replay_id"]
+    note = " (already running)" if started.get("already_running") else ""
+    click.echo(f"replay {replay_id}: {started['matched']} deliveries{note}")
+    if not wait:
+        return
+    raise SystemExit(_follow_replay(api, replay_id, started["matched"]))
+
+
+def _follow_delivery(api: ApiClient, delivery_id: str) -> int:
+    while True:
+        d = api.request("GET", f"/v1/deliveries/{delivery_id}")
+        if d["status"] != "pending":
+            click.echo(f"{d['id']}: {d['status']}")
+            return 0 if d["status"] == "succeeded" else 1
+        time.sleep(0.5)
+
+
+def _follow_replay(api: ApiClient, replay_id: str, matched: int) -> int:
+    progress: dict[str, Any] = {}
+    with click.progressbar(length=max(matched, 1), label="replaying", show_pos=True) as bar:
+        done = 0
+        while True:
+            progress = api.request("GET", f"/v1/replays/{replay_id}")
+            ended = progress["succeeded"] + progress["failed"] + progress["cancelled"]
+            finished = ended + progress["skipped"]
+            bar.update(min(finished, matched) - done)
+            done = min(finished, matched)
+            if progress["state"] == "completed":
+                break
+            time.sleep(0.5)
+    click.echo(
+        f"replayed {progress['enqueued']} of {progress['matched']}: "
+        f"{progress['succeeded']} succeeded, {progress['failed']} failed, "
+        f"{progress['cancelled']} cancelled, {progress['skipped']} skipped"
+    )
+    return 0 if progress["failed"] == 0 and progress["cancelled"] == 0 else 1
+
+
+# ---- events ------------------------------------------------------------------------------
+
+
+@click.group()
+def events() -> None:
+    """Send and look up events."""
+
+
+def _load_data(value: str) -> Any:
+    """JSON given inline, or ``@file.json``."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object")
+    return data
+
+
+@events.command("send")
+@click.option("--type", "event_type", required=True, help="e.g. payment.succeeded")
+@click.option("--business", "business_id", required=True, help="e.g. bus_123")
+@click.option("--data", "data_text", default="{}", show_default=True, help="JSON, or @file.json")
+@click.option("--timestamp", help="RFC 3339 time the event happened (default: now).")
+@click.option("--idempotency-key", help="Sending again with the same key creates nothing new.")
+@api_options
+def events_send(
+    api: ApiClient,
+    event_type: str,
+    business_id: str,
+    data_text: str,
+    timestamp: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """Send one event."""
+    try:
+        data = _load_data(data_text)
+    except click.BadParameter as exc:
+        exc.param_hint = "'--data'"
+        raise
+    body: dict[str, Any] = {"business_id": business_id, "type": event_type, "data": data}
+    if timestamp:
+        body["timestamp"] = timestamp
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    result = api.request("POST", "/v1/events", body, headers=headers)
+    click.echo(f"{result['id']} → {len(result['deliveries'])} deliveries")
+    for delivery_id in result["deliveries"]:
+        click.echo(f"  {delivery_id}")
+
+
+@events.command("show")
+@click.argument("event_id")
+@api_options
+def events_show(api: ApiClient, event_id: str) -> None:
+    """An event and where it went."""
+    _print_json(api.request("GET", f"/v1/events/{event_id}"))
+
+
+# ---- endpoints ---------------------------------------------------------------------------
+
+
+@click.group()
+def endpoints() -> None:
+    """Manage merchant endpoints."""
+
+
+@endpoints.command("ls")
+@click.option("--business", "business_id")
+@click.option("--json", "as_json", is_flag=True)
+@api_options
+def endpoints_ls(api: ApiClient, business_id: str | None, as_json: bool) -> None:
+    """Endpoints, of one business or all."""
+    found = api.request("GET", "/v1/endpoints", query={"business_id": business_id})["data"]
+    if as_json:
+        _print_json(found)
+        return
+    rows = [
+        [
+            e["id"],
+            e["business_id"],
+            "disabled" if e["disabled"] else "active",
+            " ".join(e["event_types"] or ["*"]),
+            e["url"],
+        ]
+        for e in found
+    ]
+    _table(rows, ["endpoint", "business", "state", "types", "url"])
+
+
+@endpoints.command("create")
+@click.argument("endpoint_url", metavar="ENDPOINT_URL")
+@click.option("--business", "business_id", required=True)
+@click.option("--type", "event_types", multiple=True, help="Event type or family.* (repeat).")
+@click.option("--description", default=None)
+@click.option("--header", "headers", multiple=True, help="Name=value sent on every delivery.")
+@click.option("--max-in-flight", type=click.IntRange(1, 1000), default=None)
+@api_options
+def endpoints_create(
+    api: ApiClient,
+    business_id: str,
+    endpoint_url: str,
+    event_types: tuple[str, ...],
+    description: str | None,
+    headers: tuple[str, ...],
+    max_in_flight: int | None,
+) -> None:
+    """Create an endpoint delivering to ENDPOINT_URL; prints its signing secret (only now)."""
+    body: dict[str, Any] = {"business_id": business_id, "url": endpoint_url}
+    if event_types:
+        body["event_types"] = list(event_types)
+    if description is not None:
+        body["description"] = description
+    if headers:
+        pairs = [h.partition("=") for h in headers]
+        if any(not sep or not name for name, sep, _ in pairs):
+            raise click.BadParameter("use Name=value", param_hint="'--header'")
+        body["headers"] = {name: value for name, _, value in pairs}
+    if max_in_flight is not None:
+        body["max_in_flight"] = max_in_flight
+    created = api.request("POST", "/v1/endpoints", body)
+    click.echo(f"{created['id']}  secret {created['secret']}  (shown only now)")
+
+
+@endpoints.command("show")
+@click.argument("endpoint_id")
+@api_options
+def endpoints_show(api: ApiClient, endpoint_id: str) -> None:
+    """An endpoint and its health."""
+    _print_json(api.request("GET", f"/v1/endpoints/{endpoint_id}"))
+
+
+@endpoints.command("disable")
+@click.argument("endpoint_id")
+@click.option("--reason", default=None)
+@api_options
+def endpoints_disable(api: ApiClient, endpoint_id: str, reason: str | None) -> None:
+    """Stop deliveries; events that arrive meanwhile are kept as skipped, to replay later."""
+    body = {"reason": reason} if reason else {}
+    e = api.request("POST", f"/v1/endpoints/{endpoint_id}/disable", body)
+    click.echo(f"{e['id']} disabled: {e['disabled_reason']}")
+
+
+@endpoints.command("enable")
+@click.argument("endpoint_id")
+@api_options
+def endpoints_enable(api: ApiClient, endpoint_id: str) -> None:
+    """Deliver again (replay what was skipped with `hookgate replay --endpoint`)."""
+    e = api.request("POST", f"/v1/endpoints/{endpoint_id}/enable")
+    click.echo(f"{e['id']} enabled")
+
+
+@endpoints.command("rotate-secret")
+@click.argument("endpoint_id")
+@api_options
+def endpoints_rotate(api: ApiClient, endpoint_id: str) -> None:
+    """A new signing secret; the old one keeps signing for the grace period."""
+    e = api.request("POST", f"/v1/endpoints/{endpoint_id}/rotate-secret")
+    click.echo(f"{e['id']}  new secret {e['secret']}  (shown only now)")
+
+
+@endpoints.command("test")
+@click.argument("endpoint_id")
+@api_options
+def endpoints_test(api: ApiClient, endpoint_id: str) -> None:
+    """Send a signed hookgate.test event to this endpoint."""
+    result = api.request("POST", f"/v1/endpoints/{endpoint_id}/test")
+    click.echo(f"{result['event_id']} → {result['delivery_id']}")
+
+
+def register(main: click.Group) -> None:
+    for command in (deliveries, replay, events, endpoints):
+        main.add_command(command)

@@ -1,0 +1,224 @@
+"""``hookgate dev``: the whole path — ingest, signed delivery, verification — in one terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from .errors import ConfigError, HookgateError, NotFound
+from .logs import configure
+from .redis_server import free_port, start_redis
+from .secretbox import SecretBox
+from .server import start_site, wait_for_stop
+from .settings import Settings
+from .store import Store
+from .validation import EndpointFields
+
+log = structlog.get_logger("hookgate.dev")
+
+DEMO_BUSINESS = "bus_demo"
+
+
+SecretSource = Callable[[], Awaitable[list[str]]]
+
+
+def receiver_app(secrets: SecretSource) -> web.Application:
+    """A merchant endpoint that verifies every delivery and logs what it got.
+
+    It accepts the signature of any endpoint registered with its URL, so an endpoint a
+    newcomer creates pointing here is verified too.
+    """
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            event = _verify(await secrets(), body, request.headers)
+        except Exception as exc:  # whatever the verifier raises is a rejection here
+            log.warning("hookgate.dev.receiver.rejected", reason=str(exc) or type(exc).__name__)
+            return web.json_response({"error": "invalid signature"}, status=401)
+        log.info(
+            "hookgate.dev.receiver.verified",
+            webhook_id=request.headers.get("webhook-id"),
+            type=event.get("type"),
+            signature="valid",
+        )
+        return web.json_response({"received": True})
+
+    app = web.Application()
+    app.router.add_post("/webhooks", receive)
+    return app
+
+
+def _verify(secrets: list[str], body: bytes, headers: Mapping[str, str]) -> Any:
+    """hookgate-verifier when installed, else the Standard Webhooks reference library."""
+    if not secrets:
+        raise ValueError("no endpoint is registered with this receiver's URL")
+    try:
+        from hookgate_verifier import Verifier  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from standardwebhooks import Webhook
+
+        lowered = {k.lower(): v for k, v in headers.items()}
+        for secret in secrets[:-1]:
+            with contextlib.suppress(Exception):
+                return Webhook(secret).verify(body, lowered)
+        return Webhook(secrets[-1]).verify(body, lowered)
+    return Verifier(secrets).verify(body, headers)
+
+
+@dataclasses.dataclass
+class DevState:
+    admin_token: str
+    secret_key: str = dataclasses.field(default_factory=SecretBox.generate_key)
+    endpoint_id: str = ""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _prepare_dir(data_dir: str) -> Path:
+    directory = Path(data_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _save_state(path: Path, state: DevState) -> None:
+    path.write_text(json.dumps(dataclasses.asdict(state)))
+    path.chmod(0o600)  # it holds the admin token and the demo endpoint's secret
+
+
+def _load_state(path: Path) -> DevState:
+    if path.exists():
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            return DevState(**json.loads(path.read_text()))
+    return DevState(admin_token="hgdev_" + secrets.token_urlsafe(24))
+
+
+async def _ensure_endpoint(store: Store, state: DevState, url: str) -> None:
+    if state.endpoint_id:
+        try:
+            current = await store.get_endpoint(state.endpoint_id)
+            if current["url"] != url:
+                await store.update_endpoint(state.endpoint_id, EndpointFields(url=url))
+            return
+        except NotFound:
+            pass
+    endpoint, _secret = await store.create_endpoint(
+        EndpointFields(business_id=DEMO_BUSINESS, url=url, description="hookgate dev receiver")
+    )
+    state.endpoint_id = endpoint["id"]
+
+
+async def run_dev(data_dir: str) -> None:
+    directory = _prepare_dir(data_dir)
+    state_path = directory / "dev.json"
+    state = _load_state(state_path)
+    env = dict(os.environ)
+    env.setdefault("HOOKGATE_ADMIN_TOKEN", state.admin_token)
+    env.setdefault("HOOKGATE_SECRET_KEY", state.secret_key)
+    env.setdefault("HOOKGATE_ALLOW_PRIVATE_TARGETS", "true")
+    env.setdefault("HOOKGATE_HTTPS_ONLY", "false")
+    env.setdefault("HOOKGATE_LOG_FORMAT", "console")
+    redis_process: subprocess.Popen[bytes] | None = None
+    if not env.get("HOOKGATE_REDIS_URL"):
+        port = free_port()
+        redis_process = start_redis(directory / "redis", port)
+        env["HOOKGATE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    try:
+        settings = Settings.from_env(env, require_token=True, require_key=True)
+    except ConfigError:
+        if redis_process:
+            redis_process.terminate()
+        raise
+    configure(settings.log_format)
+    try:
+        embedded = f"embedded, AOF in {directory / 'redis'}" if redis_process else None
+        await _run(settings, state, state_path, embedded=embedded)
+    finally:
+        if redis_process is not None:
+            redis_process.send_signal(signal.SIGTERM)  # Redis flushes its AOF on SIGTERM
+            redis_process.wait(timeout=10)
+
+
+async def _run(
+    settings: Settings, state: DevState, state_path: Path, *, embedded: str | None
+) -> None:
+    from worker.main import build_worker, stop_worker
+
+    from .api import create_app
+
+    redis = ArqRedis.from_url(settings.redis_url)
+    try:
+        await redis.ping()
+    except Exception as exc:
+        raise HookgateError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+    store = Store(redis, settings, frozenset())
+    receiver_port = settings.port + 1 if _port_free(settings.port + 1) else free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks"
+    await _ensure_endpoint(store, state, receiver_url)
+    _save_state(state_path, state)
+    receiver = await start_site(
+        receiver_app(lambda: store.secrets_for_url(receiver_url)), "127.0.0.1", receiver_port
+    )
+
+    gateway = await start_site(create_app(settings, redis), settings.host, settings.port)
+    worker = build_worker(settings, redis)
+    worker_task = asyncio.create_task(worker.async_run())
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(_banner(base, settings, state, receiver_url, embedded))
+    try:
+        await wait_for_stop()
+    finally:
+        click.echo("\nstopping: finishing deliveries in flight…")
+        await gateway.cleanup()
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)
+        await stop_worker(worker, worker_task)
+        await receiver.cleanup()
+
+
+def _banner(
+    base: str, settings: Settings, state: DevState, receiver: str, embedded: str | None
+) -> str:
+    token = settings.admin_token
+    redis_line = embedded or settings.redis_url
+    return f"""
+hookgate dev is running
+  API            {base}   (OpenAPI: {base}/openapi.json)
+  portal         {base}/portal/   (sign in with the admin token)
+  admin token    {token}
+  redis          {redis_line}
+  demo endpoint  {state.endpoint_id} → {receiver}
+                 (business {DEMO_BUSINESS}; the receiver verifies every signature)
+
+Send an event:
+  curl -sS -X POST {base}/v1/events \\
+    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+    -d '{{"business_id": "{DEMO_BUSINESS}", "type": "payment.succeeded",
+         "data": {{"payment_id": "pay_1", "amount": 4200}}}}'
+
+Then look at its deliveries:
+  curl -sS {base}/v1/events/<id> -H 'Authorization: Bearer {token}'
+
+Ctrl-C stops everything (deliveries in flight finish first).
+"""

@@ -1,0 +1,105 @@
+"""Every Redis key hookgate reads or writes, in one place (the Lua scripts take them as KEYS)."""
+
+from __future__ import annotations
+
+PREFIX = "hg:"
+
+# arq's own layout (arq.constants); hookgate writes arq jobs itself so that storing an event
+# and enqueuing its first attempts happen in one atomic step.
+ARQ_QUEUE = "arq:queue"
+ARQ_JOB_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
+ARQ_RESULT_PREFIX = "arq:result:"
+ARQ_RETRY_PREFIX = "arq:retry:"
+
+DUE = PREFIX + "due"  # zset: pending delivery id → when its current job is due (ms)
+METRICS = PREFIX + "metrics"  # hash of counters shared by every process
+ENDPOINTS = PREFIX + "endpoints"  # set of every endpoint id
+EVENT_TYPES = PREFIX + "event_types"  # hash: registered event type → description
+BUSINESSES = PREFIX + "businesses"  # set of every business that has had an endpoint
+# Delivery indices: zsets of "{created_ms:013d}:{delivery_id}" at score 0, so a lexical range
+# is a time range and a member is a stable cursor.
+INDEX_ALL = PREFIX + "idx:all"
+
+
+def index_business(business_id: str) -> str:
+    return f"{PREFIX}idx:bus:{business_id}"
+
+
+def index_endpoint(endpoint_id: str) -> str:
+    return f"{PREFIX}idx:ep:{endpoint_id}"
+
+
+def endpoint_stats(endpoint_id: str) -> str:
+    """Hash of hourly attempt outcomes, ``{hour}:ok`` / ``{hour}:fail``, kept 48 h."""
+    return f"{PREFIX}ep:{endpoint_id}:stats"
+
+
+def replay(replay_id: str) -> str:
+    return f"{PREFIX}replay:{replay_id}"
+
+
+def replay_todo(replay_id: str) -> str:
+    return f"{PREFIX}replay:{replay_id}:todo"
+
+
+def replay_lock(endpoint_id: str, scope: str) -> str:
+    """Held while a bulk replay of this endpoint enqueues: another one asked for meanwhile
+    answers with the running replay instead of enqueuing twice."""
+    return f"{PREFIX}replaylock:{endpoint_id}:{scope}"
+
+
+def replay_job_id(replay_id: str, batch: int) -> str:
+    return f"replay:{replay_id}:{batch}"
+
+
+def event_body(event_id: str) -> str:
+    """The envelope bytes, serialised once at ingest (a string: cheaper than a hash field)."""
+    return f"{PREFIX}evt:{event_id}:body"
+
+
+def idempotency(key: str) -> str:
+    return f"{PREFIX}idem:{key}"
+
+
+def endpoint(endpoint_id: str) -> str:
+    return f"{PREFIX}ep:{endpoint_id}"
+
+
+def endpoint_pending(endpoint_id: str) -> str:
+    """Set of the endpoint's pending delivery ids: what a 410 or a delete cancels."""
+    return f"{PREFIX}ep:{endpoint_id}:pending"
+
+
+def endpoint_inflight(endpoint_id: str) -> str:
+    """Zset of delivery ids holding one of the endpoint's in-flight slots → lease expiry (ms)."""
+    return f"{PREFIX}ep:{endpoint_id}:inflight"
+
+
+def business_endpoints(business_id: str) -> str:
+    return f"{PREFIX}bus:{business_id}:eps"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}dlv:{delivery_id}"
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    return f"{PREFIX}dlv:{delivery_id}:attempts"
+
+
+def current_job_id(delivery_id: str, stored: str) -> str:
+    """The full arq job id from what a delivery hash keeps in its ``job`` field (the suffix)."""
+    return f"attempt:{delivery_id}:{stored}"
+
+
+def portal_session(digest: str) -> str:
+    """Hash of one delivery-portal session (scope, CSRF token), keyed by the SHA-256 of the
+    cookie's session id so a Redis dump holds no usable session; expires with the session."""
+    return f"{PREFIX}portal:session:{digest}"
+
+
+def portal_link(digest: str) -> str:
+    """Hash of one unused portal link (business, expiry), keyed by the SHA-256 of its token;
+    deleted when used, expires when it does."""
+    return f"{PREFIX}portal:link:{digest}"

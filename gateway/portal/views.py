@@ -1,0 +1,498 @@
+"""The portal's pages. Each one calls the same store and recovery functions as the JSON API
+(``gateway/api.py``) and checks input with the same validation; a merchant's session sees its
+own business only, and anything else answers 404 as if it did not exist."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from worker.signing import build_headers
+
+from .. import validation
+from ..api import ID_RES, KIND_NAMES, RECOVERY, REDIS, SETTINGS, STORE, _window
+from ..errors import NotFound, ValidationFailed
+from ..recovery import STATUSES, DeliveryFilter
+from ..store import iso_ms
+from . import auth
+from .charts import hourly_chart
+from .site import (
+    PREFIX,
+    SESSION,
+    error_page,
+    form_of,
+    query_values,
+    redirect,
+    render,
+    session_of,
+)
+
+PAGE_SIZE = 25
+ENDPOINTS_SHOWN = 200
+RECENT_DELIVERIES = 10
+SIGNATURE_SHOWN = "v1,…"  # the signature is not stored: it is shown redacted
+
+
+# ---- scoped reads: another business's objects do not exist for a merchant ---------------
+
+
+def _check_id(value: str, kind: str) -> str:
+    if not ID_RES[kind].match(value):
+        raise NotFound(f"There is no {KIND_NAMES[kind]} {value!r}.")
+    return value
+
+
+async def _endpoint(request: web.Request, endpoint_id: str) -> dict[str, Any]:
+    _check_id(endpoint_id, "ep")
+    endpoint = await request.app[STORE].get_endpoint(endpoint_id)
+    if not session_of(request).allows(endpoint["business_id"]):
+        raise NotFound(f"There is no endpoint {endpoint_id!r}.")
+    return endpoint
+
+
+async def _delivery(request: web.Request, delivery_id: str) -> dict[str, Any]:
+    _check_id(delivery_id, "dlv")
+    delivery = await request.app[STORE].get_delivery(delivery_id)
+    if not session_of(request).allows(delivery["business_id"]):
+        raise NotFound(f"There is no delivery {delivery_id!r}.")
+    return delivery
+
+
+async def _event(request: web.Request, event_id: str) -> dict[str, Any]:
+    _check_id(event_id, "evt")
+    event = await request.app[STORE].get_event(event_id)
+    if not session_of(request).allows(event["business_id"]):
+        raise NotFound(f"There is no event {event_id!r}.")
+    return event
+
+
+async def _replay(request: web.Request, replay_id: str) -> dict[str, Any]:
+    _check_id(replay_id, "rpl")
+    replay = await request.app[RECOVERY].get_replay(replay_id)
+    if not session_of(request).is_operator:
+        await _endpoint(request, replay["endpoint_id"])  # 404 unless it is this business's
+    return replay
+
+
+async def _visible_endpoints(request: web.Request, business_id: str | None) -> list[dict[str, Any]]:
+    session = session_of(request)
+    scope = session.business_id if session.business_id is not None else business_id
+    return await request.app[STORE].list_endpoints(scope)
+
+
+# ---- sign-in, sign-out, portal links ------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a portal path: never another site (``//evil``) after signing in."""
+    if value and value.startswith(PREFIX + "/") and not any(c in value for c in "\\\r\n"):
+        return value
+    return PREFIX + "/endpoints"
+
+
+def _pre_form(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
+    token = auth.pre_token(request)
+    response = render(request, template, status=status, pre_csrf=token, **ctx)
+    auth.set_cookie(request, response, auth.PRE_COOKIE, token, auth.PRE_TTL)
+    return response
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return _pre_form(request, "login.html", next=_safe_next(request.query.get("next")), error="")
+
+
+async def login(request: web.Request) -> web.Response:
+    form = form_of(request)
+    given = form.get("token", "")
+    target = _safe_next(form.get("next"))
+    if not auth.same(given, request.app[SETTINGS].admin_token):
+        return _pre_form(
+            request, "login.html", status=401, next=target, error="That is not the admin token."
+        )
+    redis = request.app[REDIS]
+    old = SESSION.get()
+    if old is not None:
+        await auth.end_session(redis, old)
+    session_id, _ = await auth.create_session(redis, None, auth.SESSION_TTL)
+    response = redirect(target)
+    auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, int(auth.SESSION_TTL))
+    auth.clear_cookie(request, response, auth.PRE_COOKIE)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await auth.end_session(request.app[REDIS], session_of(request))
+    response = redirect(PREFIX + "/login")
+    auth.clear_cookie(request, response, auth.SESSION_COOKIE)
+    return response
+
+
+_LINK_GONE = (
+    "This portal link is not valid: it has expired, it was already used, or it never "
+    "existed. Ask the platform for a new one."
+)
+
+
+async def link_page(request: web.Request) -> web.Response:
+    found = await auth.peek_link(request.app[REDIS], request.match_info["token"])
+    if found is None:
+        return error_page(request, 404, _LINK_GONE)
+    business, expires = found
+    return _pre_form(request, "link.html", business_id=business, expires_at=iso_ms(expires))
+
+
+async def use_link(request: web.Request) -> web.Response:
+    redis = request.app[REDIS]
+    found = await auth.use_link(redis, request.match_info["token"])
+    if found is None:
+        return error_page(request, 404, _LINK_GONE)
+    business, expires = found
+    ttl = min(auth.SESSION_TTL, (expires - time.time() * 1000) / 1000)
+    session_id, _ = await auth.create_session(redis, business, ttl)
+    response = redirect(PREFIX + "/endpoints")
+    auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, max(1, int(ttl)))
+    auth.clear_cookie(request, response, auth.PRE_COOKIE)
+    return response
+
+
+async def home(request: web.Request) -> web.Response:
+    return redirect(PREFIX + "/endpoints")
+
+
+# ---- endpoints ---------------------------------------------------------------------------
+
+
+async def _endpoint_rows(request: web.Request, business_id: str | None) -> list[dict[str, Any]]:
+    listed = await _visible_endpoints(request, business_id)
+    store = request.app[STORE]
+
+    async def health(endpoint_id: str) -> dict[str, Any] | None:
+        try:
+            return await store.get_endpoint(endpoint_id)
+        except NotFound:  # deleted since it was listed
+            return None
+
+    found = await asyncio.gather(*(health(e["id"]) for e in listed[:ENDPOINTS_SHOWN]))
+    return [e for e in found if e is not None]
+
+
+async def _endpoints_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    error: str = "",
+) -> web.Response:
+    q = query_values(request.query, ("business_id",))
+    business = q.get("business_id")
+    if business is not None:
+        validation.business_id(business)
+    rows = await _endpoint_rows(request, business)
+    return render(
+        request,
+        "endpoints.html",
+        status=status,
+        endpoints=rows,
+        business_filter=business or "",
+        form=form or {},
+        error=error,
+        truncated=len(rows) >= ENDPOINTS_SHOWN,
+    )
+
+
+async def endpoints(request: web.Request) -> web.Response:
+    return await _endpoints_page(request)
+
+
+def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, Any]:
+    """The form as the JSON body of ``POST /v1/endpoints``, for the API's own validation."""
+    body: dict[str, Any] = {"url": form.get("url", "").strip()}
+    body["business_id"] = business_id if business_id is not None else form.get("business_id", "")
+    types = [t for t in form.get("event_types", "").replace(",", " ").split() if t]
+    if types:
+        body["event_types"] = types
+    if form.get("description", "").strip():
+        body["description"] = form["description"].strip()
+    headers: dict[str, str] = {}
+    for line in form.get("headers", "").splitlines():
+        if not line.strip():
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise ValidationFailed("headers", "write one header per line, as Name: value")
+        headers[name.strip()] = value.strip()
+    if headers:
+        body["headers"] = headers
+    cap = form.get("max_in_flight", "").strip()
+    if cap:
+        try:
+            body["max_in_flight"] = int(cap)
+        except ValueError:
+            raise ValidationFailed("max_in_flight", "must be a whole number") from None
+    return body
+
+
+ENDPOINT_FORM = ("business_id", "url", "event_types", "description", "headers", "max_in_flight")
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    form = {k: form_of(request).get(k, "") for k in ENDPOINT_FORM}
+    try:
+        fields = validation.endpoint_fields(
+            _endpoint_body(form, session_of(request).business_id),
+            known_types=await store.known_types(),
+            rules=request.app[SETTINGS].targets,
+            partial=False,
+        )
+    except ValidationFailed as exc:
+        return await _endpoints_page(request, status=422, form=form, error=exc.message)
+    endpoint, secret = await store.create_endpoint(fields)
+    return render(request, "secret.html", endpoint=endpoint, secret=secret, created=True)
+
+
+async def endpoint_page(request: web.Request) -> web.Response:
+    endpoint = await _endpoint(request, request.match_info["id"])
+    recent, _ = await request.app[RECOVERY].list_deliveries(
+        DeliveryFilter(endpoint_id=endpoint["id"], business_id=endpoint["business_id"]),
+        limit=RECENT_DELIVERIES,
+        cursor=None,
+    )
+    return render(
+        request,
+        "endpoint.html",
+        endpoint=endpoint,
+        chart=hourly_chart(endpoint["health"]["hourly"]),
+        deliveries=recent,
+        notice=request.query.get("notice", ""),
+    )
+
+
+async def disable_endpoint(request: web.Request) -> web.Response:
+    endpoint = await _endpoint(request, request.match_info["id"])
+    reason = form_of(request).get("reason", "").strip() or "disabled from the portal"
+    if len(reason) > 500:
+        raise ValidationFailed("reason", "must be at most 500 characters")
+    await request.app[RECOVERY].disable(endpoint["id"], reason)
+    return redirect(f"{PREFIX}/endpoints/{endpoint['id']}?notice=disabled")
+
+
+async def enable_endpoint(request: web.Request) -> web.Response:
+    endpoint = await _endpoint(request, request.match_info["id"])
+    await request.app[RECOVERY].enable(endpoint["id"])
+    return redirect(f"{PREFIX}/endpoints/{endpoint['id']}?notice=enabled")
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    endpoint = await _endpoint(request, request.match_info["id"])
+    updated, secret = await request.app[STORE].rotate_secret(endpoint["id"])
+    grace = request.app[SETTINGS].rotation_grace
+    return render(
+        request, "secret.html", endpoint=updated, secret=secret, created=False, grace_s=grace
+    )
+
+
+async def send_test(request: web.Request) -> web.Response:
+    endpoint = await _endpoint(request, request.match_info["id"])
+    result = await request.app[RECOVERY].send_test(endpoint["id"])
+    return redirect(f"{PREFIX}/deliveries/{result.deliveries[0]}?notice=test")
+
+
+# ---- deliveries --------------------------------------------------------------------------
+
+DELIVERY_QUERY = ("status", "event_type", "endpoint_id", "business_id", "since", "until", "cursor")
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    q = query_values(request.query, DELIVERY_QUERY)
+    session = session_of(request)
+    status = q.get("status")
+    if status is not None and status not in STATUSES:
+        raise ValidationFailed("status", f"must be one of {', '.join(STATUSES)}")
+    if "event_type" in q:
+        validation.event_type_name(q["event_type"], "event_type")
+    business = session.business_id
+    if business is None and "business_id" in q:
+        business = validation.business_id(q["business_id"])
+    endpoint_id = q.get("endpoint_id")
+    if endpoint_id is not None:
+        if not ID_RES["ep"].match(endpoint_id):
+            raise ValidationFailed("endpoint_id", "is not an endpoint id")
+        await _endpoint(request, endpoint_id)
+    since_ms, until_ms = _window(q.get("since"), q.get("until"), since_required=False)
+    flt = DeliveryFilter(
+        endpoint_id=endpoint_id,
+        business_id=business,
+        status=status,
+        event_type=q.get("event_type"),
+        since_ms=since_ms,
+        until_ms=until_ms,
+    )
+    found, cursor = await request.app[RECOVERY].list_deliveries(
+        flt, limit=PAGE_SIZE, cursor=q.get("cursor")
+    )
+    filters = {k: v for k, v in q.items() if k != "cursor"}
+    older = f"?{urlencode({**filters, 'cursor': cursor})}" if cursor else ""
+    newest = f"?{urlencode(filters)}" if "cursor" in q else ""
+    return render(
+        request,
+        "deliveries.html",
+        deliveries=found,
+        filters=filters,
+        statuses=STATUSES,
+        endpoints=await _visible_endpoints(request, business),
+        older=older,
+        newest=newest,
+    )
+
+
+def request_headers(event_id: str, timestamp: int, custom: dict[str, str]) -> list[tuple[str, str]]:
+    """The headers an attempt sent, rebuilt with the worker's own ``build_headers``; the
+    signature is not stored (nor are the secrets), so it is shown redacted."""
+    built = build_headers(msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=custom)
+    built["webhook-signature"] = SIGNATURE_SHOWN
+    return list(built.items())
+
+
+async def delivery_page(request: web.Request) -> web.Response:
+    delivery = await _delivery(request, request.match_info["id"])
+    store = request.app[STORE]
+    try:
+        endpoint: dict[str, Any] | None = await store.get_endpoint(delivery["endpoint_id"])
+    except NotFound:
+        endpoint = None
+    try:
+        event: dict[str, Any] | None = await store.get_event(delivery["event_id"])
+    except NotFound:
+        event = None
+    attempts = delivery["attempts"]
+    last_at = attempts[-1]["at"] if attempts else None
+    headers = (
+        request_headers(delivery["event_id"], last_at, endpoint["headers"] if endpoint else {})
+        if last_at is not None
+        else []
+    )
+    return render(
+        request,
+        "delivery.html",
+        delivery=delivery,
+        endpoint=endpoint,
+        event=event,
+        attempts=list(reversed(attempts)),
+        headers=headers,
+        live=delivery["status"] == "pending",
+        notice=request.query.get("notice", ""),
+    )
+
+
+async def replay_delivery(request: web.Request) -> web.Response:
+    delivery = await _delivery(request, request.match_info["id"])
+    await request.app[RECOVERY].replay_delivery(delivery["id"])
+    return redirect(f"{PREFIX}/deliveries/{delivery['id']}?notice=replayed")
+
+
+# ---- recover: bulk replays ---------------------------------------------------------------
+
+RECOVER_QUERY = ("endpoint_id", "since", "until", "status")
+
+
+def _replay_status(value: str | None) -> str:
+    status = value or "failed"
+    if status not in ("failed", "all"):
+        raise ValidationFailed("status", 'must be "failed" or "all"')
+    return status
+
+
+async def _recover_window(
+    request: web.Request, values: dict[str, str]
+) -> tuple[dict[str, Any], int, int, str]:
+    endpoint_id = values.get("endpoint_id")
+    if endpoint_id is None:
+        raise ValidationFailed("endpoint_id", "choose an endpoint")
+    if not ID_RES["ep"].match(endpoint_id):
+        raise ValidationFailed("endpoint_id", "is not an endpoint id")
+    endpoint = await _endpoint(request, endpoint_id)
+    since_ms, until_ms = _window(values.get("since"), values.get("until"), since_required=True)
+    assert since_ms is not None
+    until = until_ms if until_ms is not None else int(time.time() * 1000)
+    return endpoint, since_ms, until, _replay_status(values.get("status"))
+
+
+async def recover(request: web.Request) -> web.Response:
+    q = query_values(request.query, RECOVER_QUERY)
+    preview: dict[str, Any] | None = None
+    if "endpoint_id" in q or "since" in q:
+        endpoint, since_ms, until_ms, status = await _recover_window(request, q)
+        result = await request.app[RECOVERY].start_replay(
+            endpoint["id"],
+            since_ms=since_ms,
+            until_ms=until_ms,
+            include_succeeded=status == "all",
+            dry_run=True,
+        )
+        preview = {
+            "endpoint": endpoint,
+            "matched": result["matched"],
+            "since": iso_ms(since_ms),
+            "until": iso_ms(until_ms),
+            "status": status,
+        }
+    return render(
+        request,
+        "recover.html",
+        endpoints=await _visible_endpoints(request, None),
+        values={"since": "24h", "status": "failed", **q},
+        preview=preview,
+    )
+
+
+async def start_recovery(request: web.Request) -> web.Response:
+    values = {k: v.strip() for k in RECOVER_QUERY if (v := form_of(request).get(k, "")).strip()}
+    endpoint, since_ms, until_ms, status = await _recover_window(request, values)
+    result = await request.app[RECOVERY].start_replay(
+        endpoint["id"],
+        since_ms=since_ms,
+        until_ms=until_ms,
+        include_succeeded=status == "all",
+        dry_run=False,
+    )
+    return redirect(f"{PREFIX}/replays/{result['replay_id']}")
+
+
+def progress_view(replay: dict[str, Any]) -> dict[str, Any]:
+    """A replay's counters plus what the progress bar shows: ``done`` of ``total``."""
+    done = replay["succeeded"] + replay["failed"] + replay["cancelled"]
+    total = replay["matched"] if replay["state"] == "enqueuing" else replay["enqueued"]
+    return {**replay, "done": done, "total": total}
+
+
+async def replay_page(request: web.Request) -> web.Response:
+    replay = progress_view(await _replay(request, request.match_info["id"]))
+    return render(request, "replay.html", replay=replay)
+
+
+async def replay_progress(request: web.Request) -> web.Response:
+    replay = progress_view(await _replay(request, request.match_info["id"]))
+    return web.json_response(replay)
+
+
+# ---- events ------------------------------------------------------------------------------
+
+
+async def events(request: web.Request) -> web.Response:
+    event_id = request.query.get("id", "").strip()
+    if event_id:
+        if not ID_RES["evt"].match(event_id):
+            raise ValidationFailed("id", "is not an event id (evt_ and 26 characters)")
+        await _event(request, event_id)
+        return redirect(f"{PREFIX}/events/{event_id}")
+    return render(request, "events.html")
+
+
+async def event_page(request: web.Request) -> web.Response:
+    event = await _event(request, request.match_info["id"])
+    return render(request, "event.html", event=event)

@@ -1,0 +1,343 @@
+"""Finding deliveries and recovering the ones that failed: listing, replays, disable/enable,
+test events. Built on the store's keys and scripts; every state change is one Lua step."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import re
+from typing import Any
+
+from . import keys
+from .errors import Conflict, NotFound, ValidationFailed
+from .ids import new_id
+from .store import (
+    Ingested,
+    PreparedEvent,
+    Store,
+    as_str,
+    awaited,
+    decode_hash,
+    delivery_view,
+    iso_ms,
+    now_ms,
+)
+from .validation import EventIn, now_timestamp
+
+STATUSES = ("pending", "succeeded", "failed", "cancelled", "skipped")
+# What "failed" means to a replay: every delivery that ended without reaching the endpoint.
+UNDELIVERED = frozenset({"failed", "cancelled", "skipped"})
+SCAN_BATCH = 500
+SCAN_LIMIT = 5000  # index entries one list request looks at, at most
+REPLAY_BATCH = 200  # deliveries one replay job re-enqueues
+MEMBER_RE = re.compile(r"^\d{13}:dlv_[0-9A-Z]{26}[0-9a-f]{1,8}$")
+
+
+def _entry(ms: int) -> str:
+    return f"{ms:013d}"
+
+
+def encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        member = ""
+    if not MEMBER_RE.match(member):
+        raise ValidationFailed("cursor", "is not a cursor this API returned")
+    return member
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryFilter:
+    endpoint_id: str | None = None
+    business_id: str | None = None
+    event_id: str | None = None
+    status: str | None = None
+    event_type: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def accepts(self, view: dict[str, Any]) -> bool:
+        return (
+            (self.endpoint_id is None or view["endpoint_id"] == self.endpoint_id)
+            and (self.business_id is None or view["business_id"] == self.business_id)
+            and (self.event_id is None or view["event_id"] == self.event_id)
+            and (self.status is None or view["status"] == self.status)
+            and (self.event_type is None or view["event_type"] == self.event_type)
+        )
+
+
+class Recovery:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+
+    # ---- listing ---------------------------------------------------------------------------
+
+    async def list_deliveries(
+        self, flt: DeliveryFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. The cursor is the last index entry looked at, so pages stay stable
+        while new deliveries arrive (they sort before every cursor)."""
+        if flt.event_id is not None:
+            return await self._deliveries_of_event(flt), None
+        if flt.endpoint_id is not None:
+            index = keys.index_endpoint(flt.endpoint_id)
+        elif flt.business_id is not None:
+            index = keys.index_business(flt.business_id)
+        else:
+            index = keys.INDEX_ALL
+        high = "+"
+        if flt.until_ms is not None:
+            high = "(" + _entry(flt.until_ms + 1)
+        if cursor is not None:
+            member = decode_cursor(cursor)
+            if high == "+" or member < high[1:]:
+                high = "(" + member
+        low = "-" if flt.since_ms is None else "[" + _entry(flt.since_ms)
+        found: list[dict[str, Any]] = []
+        scanned = 0
+        last = None
+        while scanned < SCAN_LIMIT:
+            members = [
+                as_str(m)
+                for m in await self.redis.zrevrangebylex(index, high, low, start=0, num=SCAN_BATCH)
+            ]
+            if not members:
+                return found, None
+            views = await self._views([m.split(":", 1)[1] for m in members])
+            for member, view in zip(members, views, strict=True):
+                scanned += 1
+                last = member
+                if view is not None and flt.accepts(view):
+                    found.append(view)
+                    if len(found) == limit:
+                        return found, encode_cursor(member)
+            if len(members) < SCAN_BATCH:
+                return found, None
+            high = "(" + members[-1]
+        return found, encode_cursor(last) if last else None
+
+    async def _views(self, delivery_ids: list[str]) -> list[dict[str, Any] | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hgetall(keys.delivery(delivery_id))
+            raws = await pipe.execute()
+        return [
+            delivery_view(decode_hash(r), d) if r else None
+            for d, r in zip(delivery_ids, raws, strict=True)
+        ]
+
+    async def _deliveries_of_event(self, flt: DeliveryFilter) -> list[dict[str, Any]]:
+        assert flt.event_id is not None
+        views = await self._views(list(await self.store.event_delivery_ids(flt.event_id)))
+        return [v for v in views if v is not None and flt.accepts(v)]
+
+    # ---- replays ---------------------------------------------------------------------------
+
+    async def replay_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """A new attempt chain for one delivery: same webhook-id, same body."""
+        result = as_str(
+            await self.store.replay_script(
+                keys=[keys.delivery(delivery_id)],
+                args=[*self.store.common_args(now_ms()), delivery_id],
+            )
+        )
+        if result == "gone":
+            raise NotFound(f"no delivery {delivery_id!r}")
+        if result != "ok":
+            messages = {
+                "pending": "the delivery is still in progress; it can be replayed once it ends",
+                "endpoint_deleted": "the delivery's endpoint was deleted",
+                "endpoint_disabled": "the delivery's endpoint is disabled: enable it first",
+            }
+            raise Conflict(messages[result], code=result)
+        return await self.store.get_delivery(delivery_id)
+
+    async def start_replay(
+        self,
+        endpoint_id: str,
+        *,
+        since_ms: int,
+        until_ms: int,
+        include_succeeded: bool,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        """Replays, in background batches, every matching delivery of an endpoint once.
+
+        Asked for again while the first is still enqueuing, it returns that replay instead of
+        starting a second one.
+        """
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        if endpoint["disabled"] and not dry_run:
+            raise Conflict("the endpoint is disabled: enable it first", code="endpoint_disabled")
+        wanted = {"succeeded", *UNDELIVERED} if include_succeeded else UNDELIVERED
+        if dry_run:
+            matched = await self._match(endpoint_id, since_ms, until_ms, wanted)
+            return {"replay_id": None, "matched": len(matched), "dry_run": True}
+        # One bulk replay of an endpoint enqueues at a time (a window given as "1h" differs by
+        # milliseconds between two requests, so the window cannot be the key): a second request
+        # meanwhile gets the running replay back. Taken before matching.
+        lock = keys.replay_lock(endpoint_id, "all" if include_succeeded else "failed")
+        replay_id = new_id("rpl")
+        now = now_ms()
+        if not await self.redis.set(lock, replay_id, nx=True, ex=3600):
+            running = as_str(await self.redis.get(lock))
+            with contextlib.suppress(NotFound):
+                return {**await self.get_replay(running), "already_running": True}
+        key = keys.replay(replay_id)
+        await awaited(
+            self.redis.hset(
+                key,
+                mapping={
+                    "id": replay_id,
+                    "endpoint_id": endpoint_id,
+                    "since": since_ms,
+                    "until": until_ms,
+                    "filter": "all" if include_succeeded else "failed",
+                    "matched": 0,
+                    "enqueued": 0,
+                    "skipped": 0,
+                    "state": "enqueuing",
+                    "lock": lock,
+                    "created_at": now,
+                },
+            )
+        )
+        matched = await self._match(endpoint_id, since_ms, until_ms, wanted)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "matched", str(len(matched)))
+            pipe.pexpire(key, int(self.store.settings.retention * 1000))
+            for start in range(0, len(matched), 1000):
+                pipe.rpush(keys.replay_todo(replay_id), *matched[start : start + 1000])
+            if matched:
+                job = keys.replay_job_id(replay_id, 0)
+                pipe.set(keys.ARQ_JOB_PREFIX + job, _arq_job("replay_batch", replay_id, now))
+                pipe.zadd(keys.ARQ_QUEUE, {job: now})
+            else:
+                pipe.hset(key, "state", "enqueued")
+                pipe.delete(lock)
+            await pipe.execute()
+        return await self.get_replay(replay_id)
+
+    async def _match(
+        self, endpoint_id: str, since_ms: int, until_ms: int, wanted: frozenset[str] | set[str]
+    ) -> list[str]:
+        index = keys.index_endpoint(endpoint_id)
+        low, high = "[" + _entry(since_ms), "(" + _entry(until_ms + 1)
+        matched: list[str] = []
+        while True:
+            members = [
+                as_str(m) for m in await self.redis.zrangebylex(index, low, high, start=0, num=1000)
+            ]
+            if not members:
+                return matched
+            ids = [m.split(":", 1)[1] for m in members]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for delivery_id in ids:
+                    pipe.hget(keys.delivery(delivery_id), "status")
+                statuses = await pipe.execute()
+            matched += [d for d, s in zip(ids, statuses, strict=True) if s and as_str(s) in wanted]
+            low = "(" + members[-1]
+
+    async def run_replay_batch(self, replay_id: str, batch: int) -> str:
+        """One background step of a bulk replay (the ``replay_batch`` arq job)."""
+        reply = await self.store.replay_batch_script(
+            keys=[
+                keys.replay(replay_id),
+                keys.replay_todo(replay_id),
+                await self._lock_of(replay_id),
+            ],
+            args=[
+                *self.store.common_args(now_ms()),
+                replay_id,
+                REPLAY_BATCH,
+                keys.replay_job_id(replay_id, batch + 1),
+            ],
+        )
+        return as_str(reply)
+
+    async def _lock_of(self, replay_id: str) -> str:
+        lock = as_str(await awaited(self.redis.hget(keys.replay(replay_id), "lock")))
+        return lock or keys.replay_lock("none", replay_id)
+
+    async def get_replay(self, replay_id: str) -> dict[str, Any]:
+        raw = decode_hash(await awaited(self.redis.hgetall(keys.replay(replay_id))))
+        if not raw:
+            raise NotFound(f"no replay {replay_id!r}")
+        counts = {k: int(raw.get(k) or 0) for k in ("matched", "enqueued", "skipped")}
+        ended = {k: int(raw.get(k) or 0) for k in ("succeeded", "failed", "cancelled")}
+        if raw.get("state") == "enqueuing":
+            state = "enqueuing"
+        elif sum(ended.values()) >= counts["enqueued"]:
+            state = "completed"
+        else:
+            state = "running"
+        return {
+            "replay_id": replay_id,
+            "endpoint_id": raw["endpoint_id"],
+            "since": iso_ms(raw["since"]),
+            "until": iso_ms(raw["until"]),
+            "status": raw["filter"],
+            **counts,
+            **ended,
+            "pending": counts["enqueued"] - sum(ended.values()),
+            "state": state,
+            "created_at": iso_ms(raw["created_at"]),
+        }
+
+    # ---- endpoint state --------------------------------------------------------------------
+
+    async def disable(self, endpoint_id: str, reason: str) -> dict[str, Any]:
+        """Disables an endpoint: its pending deliveries are cancelled, new ones are skipped."""
+        result = as_str(
+            await self.store.disable_script(
+                keys=[keys.endpoint(endpoint_id)],
+                args=[*self.store.common_args(now_ms()), endpoint_id, reason, new_id("evt")],
+            )
+        )
+        if result == "gone":
+            raise NotFound(f"no endpoint {endpoint_id!r}")
+        return await self.store.get_endpoint(endpoint_id)
+
+    async def enable(self, endpoint_id: str) -> dict[str, Any]:
+        await self.store.write_if_exists(
+            keys.endpoint(endpoint_id),
+            endpoint_id,
+            lambda _raw: {
+                "disabled": "0",
+                "disabled_reason": "",
+                "disabled_at": "",
+                "failing_since": "",
+                "consecutive_failures": 0,
+                "updated_at": now_ms(),
+            },
+        )
+        return await self.store.get_endpoint(endpoint_id)
+
+    async def send_test(self, endpoint_id: str) -> Ingested:
+        """A signed ``hookgate.test`` event through the normal path, to this endpoint only."""
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        if endpoint["disabled"]:
+            raise Conflict("the endpoint is disabled: enable it first", code="endpoint_disabled")
+        event = EventIn(
+            business_id=endpoint["business_id"],
+            type="hookgate.test",
+            timestamp=now_timestamp(),
+            data={"endpoint_id": endpoint_id, "message": "a test event sent by hookgate"},
+        )
+        [result] = await self.store.ingest(
+            [PreparedEvent(event, None, new_id("tst"), only_endpoint=endpoint_id)]
+        )
+        assert isinstance(result, Ingested)
+        return result
+
+
+def _arq_job(function: str, arg: str, now: int) -> str:
+    return f'{{"t":null,"f":"{function}","a":["{arg}"],"k":{{}},"et":{now}}}'

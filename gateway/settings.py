@@ -1,0 +1,206 @@
+"""Configuration, read once from the environment at start-up into a frozen ``Settings``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from worker.ssrf import IPNetwork, parse_allowed_networks
+
+from .durations import parse_duration
+from .errors import ConfigError
+from .secretbox import SecretBox
+
+T = TypeVar("T")
+
+SECRET_VARIABLES = frozenset({"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY"})
+DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetRules:
+    """Which endpoint URLs are acceptable (checked at creation and again at every connect)."""
+
+    https_only: bool = True
+    allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything hookgate's processes are configured with; passed down, never global."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    admin_token: str = dataclasses.field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Delays before attempts 2, 3, …; attempt 1 runs at once.
+    retry_schedule: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    delivery_timeout: float = 15.0
+    allow_private_targets: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    https_only: bool = True
+    # Encrypts endpoint signing secrets at rest (AES-GCM); several keys, newest first.
+    secret_key: str = dataclasses.field(default="", repr=False)
+    log_format: str = "json"
+    rotation_grace: float = 86400.0
+    retention: float = 30 * 86400.0
+    idempotency_ttl: float = 86400.0
+    worker_concurrency: int = 100
+    # How often an idle worker polls the queue: 10 ms keeps the time from 202 to the first
+    # attempt near 10 ms, for about 100 cheap Redis calls a second per idle worker.
+    worker_poll_delay: float = 0.01
+    sweep_interval: float = 30.0
+    # An endpoint with no successful attempt for this long while attempts fail is disabled.
+    disable_after: float = 5 * 86400.0
+    # Jitter fraction applied to every retry delay; tests set 0 for exact timing.
+    retry_jitter: float = 0.2
+
+    @property
+    def targets(self) -> TargetRules:
+        return TargetRules(self.https_only, self.allow_private_targets, self.allowed_networks)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
+
+    @property
+    def job_timeout(self) -> float:
+        """arq's job limit: just above one HTTP attempt, so a dead worker's job recovers fast."""
+        return self.delivery_timeout + 5.0
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], *, require_token: bool = False, require_key: bool = False
+    ) -> Settings:
+        """Settings from ``HOOKGATE_*`` variables; a bad value raises ``ConfigError`` naming it."""
+        values: dict[str, Any] = {}
+
+        def read(name: str, field: str, parse: Callable[[str], Any], accepts: str) -> None:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return
+            try:
+                values[field] = parse(raw)
+            except ValueError as exc:
+                # Never echo a credential, not even a wrong one.
+                shown = name if name in SECRET_VARIABLES else f"{name}={raw!r}"
+                raise ConfigError(f"{shown} is invalid: expected {accepts} ({exc})") from None
+
+        read("HOOKGATE_REDIS_URL", "redis_url", _redis_url, "a redis:// or rediss:// URL")
+        read("HOOKGATE_ADMIN_TOKEN", "admin_token", _token, "at least 16 visible characters")
+        read("HOOKGATE_HOST", "host", _nonempty, "a host name or address")
+        read("HOOKGATE_PORT", "port", _port, "a port number 1-65535")
+        read(
+            "HOOKGATE_RETRY_SCHEDULE",
+            "retry_schedule",
+            parse_schedule,
+            "comma-separated durations such as 5s,5m,30m",
+        )
+        read("HOOKGATE_DELIVERY_TIMEOUT", "delivery_timeout", _positive, "a duration such as 15s")
+        read("HOOKGATE_ALLOW_PRIVATE_TARGETS", "allow_private_targets", parse_bool, "true or false")
+        read(
+            "HOOKGATE_ALLOWED_NETWORKS",
+            "allowed_networks",
+            parse_allowed_networks,
+            "comma-separated CIDRs such as 10.1.0.0/16",
+        )
+        read("HOOKGATE_HTTPS_ONLY", "https_only", parse_bool, "true or false")
+        read("HOOKGATE_SECRET_KEY", "secret_key", _secret_key, "base64 of 32 random bytes")
+        read("HOOKGATE_LOG_FORMAT", "log_format", _log_format, "json or console")
+        read("HOOKGATE_ROTATION_GRACE", "rotation_grace", _non_negative, "a duration such as 24h")
+        read("HOOKGATE_RETENTION", "retention", _positive, "a duration such as 30d")
+        read("HOOKGATE_WORKER_CONCURRENCY", "worker_concurrency", _count, "a whole number >= 1")
+        read("HOOKGATE_WORKER_POLL_DELAY", "worker_poll_delay", _positive, "a duration like 50ms")
+        read("HOOKGATE_SWEEP_INTERVAL", "sweep_interval", _positive, "a duration such as 30s")
+        read(
+            "HOOKGATE_DISABLE_AFTER",
+            "disable_after",
+            _non_negative,
+            "a duration like 5d (0s: never)",
+        )
+        settings = cls(**values)
+        if require_token and not settings.admin_token:
+            raise ConfigError(
+                "HOOKGATE_ADMIN_TOKEN is required: set at least 16 visible characters"
+            )
+        if require_key and not settings.secret_key:
+            raise ConfigError(
+                "HOOKGATE_SECRET_KEY is required: base64 of 32 random bytes, e.g. from "
+                "`python -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())'`"
+            )
+        return settings
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """``"5s,5m"`` → ``(5.0, 300.0)``; at least one step, each a duration."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or any(not p for p in parts):
+        raise ValueError("empty step")
+    if len(parts) > 50:
+        raise ValueError("more than 50 steps")
+    return tuple(parse_duration(p) for p in parts)
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("unknown scheme")
+    return text
+
+
+def _token(text: str) -> str:
+    if len(text) < 16 or not text.isprintable() or " " in text:
+        raise ValueError("too short or not printable")
+    return text
+
+
+def _secret_key(text: str) -> str:
+    SecretBox.from_text(text)  # raises ValueError saying what is wrong, never echoing the key
+    return text
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty")
+    return text.strip()
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError("out of range")
+    return port
+
+
+def _positive(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("must be more than zero")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    return parse_duration(text)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _log_format(text: str) -> str:
+    if text not in ("json", "console"):
+        raise ValueError("unknown format")
+    return text

@@ -1,0 +1,609 @@
+"""hookgate's Redis store: every read and write of events, endpoints and deliveries.
+
+The gateway and the worker both go through this module; key names come from ``keys.py`` and
+each multi-key state change is one Lua script from ``lua.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, cast
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, WatchError
+
+from . import codec, keys, lua
+from .catalog import OPERATIONAL_TYPES
+from .durations import format_duration
+from .errors import ApiError, ConfigError, Conflict, NotFound, ValidationFailed
+from .ids import id_time_ms, new_id, new_secret
+from .secretbox import SecretBox, SecretBoxError
+from .settings import Settings
+from .validation import EndpointFields, EventIn
+
+T = TypeVar("T")
+
+JOB_EXPIRY_MS = 86_400_000  # an arq job key outlives its due time by a day, like arq's default
+# Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
+INGEST_GROUP = 200
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso_ms(ms: int | str | bytes | None) -> str | None:
+    if ms is None or ms == "" or ms == b"":
+        return None
+    value = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def encode_envelope(event: EventIn) -> bytes:
+    """The delivered body, serialised once at ingest: what is signed is what is sent."""
+    envelope = {
+        "business_id": event.business_id,
+        "type": event.type,
+        "timestamp": event.timestamp,
+        "data": event.data,
+    }
+    return codec.dumps(envelope)
+
+
+def fingerprint(raw: Any) -> str:
+    """What an Idempotency-Key is bound to: the request as the client sent it."""
+    return hashlib.sha256(codec.dumps(raw, sort_keys=True)).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedEvent:
+    event: EventIn
+    idempotency_key: str | None
+    fingerprint: str
+    only_endpoint: str = ""  # deliver to this endpoint alone (test events)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    event_id: str
+    deliveries: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What the worker needs for one attempt, or why there is no attempt to make."""
+
+    kind: Literal["go", "stale", "gone", "busy", "cancelled", "failed"]
+    body: bytes = b""
+    url: str = ""
+    secrets: tuple[str, ...] = ()
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    attempt: int = 0
+    event_id: str = ""
+    endpoint_id: str = ""
+    chain: int = 0  # 0 for the first attempt chain, n for the nth replay
+    event_type: str = ""
+    # Set when the endpoint's secrets cannot be opened (a wrong HOOKGATE_SECRET_KEY): the
+    # attempt is recorded as failed and retried, so fixing the key lets it through.
+    secret_error: str | None = None
+
+
+async def awaited(result: Awaitable[T] | T) -> T:
+    """redis-py types every command as ``Awaitable[T] | T``; on the asyncio client it awaits."""
+    return await cast(Awaitable[T], result)
+
+
+def as_str(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+
+class Store:
+    """The store over one Redis connection pool (injected; never global)."""
+
+    def __init__(self, redis: Redis, settings: Settings, catalog: frozenset[str]) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.catalog = catalog
+        try:
+            # Signing secrets are sealed with the endpoint id as context: a Redis dump yields
+            # nothing usable, and a sealed secret copied to another endpoint does not open.
+            self.box = SecretBox.from_text(settings.secret_key)
+        except ValueError as exc:
+            raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
+        self._ingest_many = redis.register_script(lua.INGEST_MANY)
+        self._claim = redis.register_script(lua.CLAIM)
+        self._finish = redis.register_script(lua.FINISH)
+        self._rescue = redis.register_script(lua.RESCUE)
+        self._cancel_endpoint = redis.register_script(lua.CANCEL_ENDPOINT)
+        self.replay_script = redis.register_script(lua.REPLAY)
+        self.replay_batch_script = redis.register_script(lua.REPLAY_BATCH)
+        self.disable_script = redis.register_script(lua.DISABLE)
+
+    def common_args(self, now: int) -> list[Any]:
+        """ARGV[1..11] of every script (see lua.py)."""
+        return [
+            keys.PREFIX,
+            keys.ARQ_JOB_PREFIX,
+            keys.ARQ_QUEUE,
+            keys.DUE,
+            keys.METRICS,
+            now,
+            JOB_EXPIRY_MS,
+            int(self.settings.retention * 1000),
+            iso_ms(now),
+            int(self.settings.disable_after * 1000),
+            format_duration(self.settings.disable_after),
+        ]
+
+    # ---- ingest ---------------------------------------------------------------------------
+
+    async def ingest(self, items: Sequence[PreparedEvent]) -> list[Ingested | ApiError]:
+        """Store events and their deliveries and enqueue first attempts, one atomic step each.
+
+        All items go to Redis in one round trip. When this returns, each ``Ingested`` is
+        written (durable as far as the Redis AOF setting makes it).
+        """
+        now = now_ms()
+        common = self.common_args(now)
+        ids = [new_id("evt", now) for _ in items]
+        calls = []
+        for start in range(0, len(items), INGEST_GROUP):
+            group_keys: list[Any] = [keys.EVENT_TYPES]
+            group_args: list[Any] = [*common, int(self.settings.idempotency_ttl * 1000)]
+            for item, event_id in zip(
+                items[start : start + INGEST_GROUP], ids[start : start + INGEST_GROUP], strict=True
+            ):
+                ev = item.event
+                idem = item.idempotency_key
+                known = ev.type in self.catalog or ev.type in OPERATIONAL_TYPES
+                group_keys.append(keys.idempotency(idem) if idem else keys.event_body(event_id))
+                group_args += (
+                    "1" if idem else "0",
+                    item.fingerprint,
+                    event_id,
+                    encode_envelope(ev),
+                    ev.type,
+                    ev.business_id,
+                    "0" if known else "1",
+                    item.only_endpoint,
+                )
+            calls.append((group_keys, group_args))
+        flat = [r for group in await self._pipelined(self._ingest_many, calls) for r in group]
+        replies = [flat[k : k + 2] for k in range(0, len(flat), 2)]
+        results: list[Ingested | ApiError] = []
+        for item, event_id, reply in zip(items, ids, replies, strict=True):
+            results.append(await self._ingest_result(item, event_id, reply))
+        return results
+
+    async def _pipelined(
+        self, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """Runs ``script`` once per call in one round trip.
+
+        EVALSHA straight away: redis-py's own pipelined scripts cost a SCRIPT EXISTS round
+        trip each time. After a Redis restart the script cache is empty, every call of the
+        pipeline fails with NOSCRIPT (none ran), and the script is loaded and all sent again.
+        """
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for call_keys, call_args in calls:
+                        pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
+                    return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    async def _ingest_result(
+        self, item: PreparedEvent, event_id: str, reply: list[bytes]
+    ) -> Ingested | ApiError:
+        kind = as_str(reply[0])
+        if kind == "created":
+            made = as_str(reply[1])
+            return Ingested(event_id, tuple(made.split(",")) if made else (), duplicate=False)
+        if kind == "unknown_type":
+            return ValidationFailed(
+                "type", f"unknown event type {item.event.type!r}", code="unknown_event_type"
+            )
+        prior_fp, _, prior_id = as_str(reply[1]).partition("|")
+        if prior_fp != item.fingerprint:
+            return Conflict(
+                "Idempotency-Key was already used with a different request body",
+                code="idempotency_conflict",
+                details={"event_id": prior_id},
+            )
+        return Ingested(prior_id, await self.event_delivery_ids(prior_id), duplicate=True)
+
+    async def event_delivery_ids(self, event_id: str) -> tuple[str, ...]:
+        """An event's deliveries: ``dlv_{event id stem}{n:x}`` for n = 1, 2, … while they exist
+        (they are made together and expire together)."""
+        stem = "dlv_" + event_id.split("_", 1)[1]
+        found: list[str] = []
+        while True:
+            batch = [f"{stem}{n:x}" for n in range(len(found) + 1, len(found) + 17)]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for delivery_id in batch:
+                    pipe.exists(keys.delivery(delivery_id))
+                present = await pipe.execute()
+            for delivery_id, exists in zip(batch, present, strict=True):
+                if not exists:
+                    return tuple(found)
+                found.append(delivery_id)
+
+    # ---- event types -----------------------------------------------------------------------
+
+    async def known_types(self) -> frozenset[str]:
+        custom = await awaited(self.redis.hkeys(keys.EVENT_TYPES))
+        return self.catalog | OPERATIONAL_TYPES | {as_str(k) for k in custom}
+
+    async def register_type(self, name: str, description: str) -> bool:
+        """Registers a custom event type; False when it already existed."""
+        if name in self.catalog or name in OPERATIONAL_TYPES:
+            return False
+        return bool(await awaited(self.redis.hsetnx(keys.EVENT_TYPES, name, description)))
+
+    async def list_types(self) -> list[dict[str, Any]]:
+        custom = decode_hash(await awaited(self.redis.hgetall(keys.EVENT_TYPES)))
+        out = [{"name": t, "source": "catalog", "description": ""} for t in sorted(self.catalog)]
+        out += [
+            {"name": t, "source": "registered", "description": d} for t, d in sorted(custom.items())
+        ]
+        return out
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    async def create_endpoint(self, fields: EndpointFields) -> tuple[dict[str, Any], str]:
+        assert fields.business_id is not None and fields.url is not None
+        endpoint_id = new_id("ep")
+        secret = new_secret()
+        now = now_ms()
+        mapping = {
+            "id": endpoint_id,
+            "business_id": fields.business_id,
+            "url": fields.url,
+            "types": " ".join(fields.event_types or ()),
+            "description": fields.description or "",
+            "headers": json.dumps(fields.headers or {}),
+            "max_in_flight": fields.max_in_flight or 10,
+            "secrets": json.dumps(
+                [{"secret": self._seal(secret, endpoint_id), "expires_at": None}]
+            ),
+            "disabled": "0",
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.endpoint(endpoint_id), mapping=mapping)
+            pipe.sadd(keys.business_endpoints(fields.business_id), endpoint_id)
+            pipe.sadd(keys.ENDPOINTS, endpoint_id)
+            pipe.sadd(keys.BUSINESSES, fields.business_id)
+            await pipe.execute()
+        return await self.get_endpoint(endpoint_id), secret
+
+    def _seal(self, secret: str, endpoint_id: str) -> str:
+        return self.box.seal(secret, context=endpoint_id.encode())
+
+    def _open_secrets(self, raw: str | bytes, endpoint_id: str, now_s: float) -> tuple[str, ...]:
+        """The endpoint's secrets that still sign, in clear, newest first."""
+        return tuple(
+            self.box.open(s["secret"], context=endpoint_id.encode())
+            for s in json.loads(raw)
+            if s["expires_at"] is None or s["expires_at"] / 1000 > now_s
+        )
+
+    async def _endpoint_raw(self, endpoint_id: str) -> dict[str, str]:
+        raw = decode_hash(await awaited(self.redis.hgetall(keys.endpoint(endpoint_id))))
+        if not raw:
+            raise NotFound(f"no endpoint {endpoint_id!r}")
+        return raw
+
+    async def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint with its health: last success, failing streak, 24 h success rate."""
+        raw = await self._endpoint_raw(endpoint_id)
+        hour = now_ms() // 3_600_000
+        fields = [f"{h}:{kind}" for h in range(hour - 23, hour + 1) for kind in ("ok", "fail")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.endpoint_stats(endpoint_id), fields)
+            pipe.zcount(keys.endpoint_inflight(endpoint_id), now_ms(), "+inf")
+            counts, in_flight = await pipe.execute()
+        hourly = [int(c or 0) for c in counts]
+        ok, failed = sum(hourly[0::2]), sum(hourly[1::2])
+        view = endpoint_view(raw)
+        view["health"] = {
+            "last_success_at": iso_ms(raw.get("last_success_at")),
+            "consecutive_failures": int(raw.get("consecutive_failures") or 0),
+            "failing_since": iso_ms(raw.get("failing_since")),
+            "attempts_24h": ok + failed,
+            "success_rate_24h": round(ok / (ok + failed), 4) if ok + failed else None,
+            "in_flight": int(in_flight),
+            "hourly": [
+                {
+                    "hour": iso_ms((hour - 23 + i) * 3_600_000),
+                    "ok": hourly[2 * i],
+                    "failed": hourly[2 * i + 1],
+                }
+                for i in range(24)
+            ],
+        }
+        return view
+
+    async def list_endpoints(self, business_id: str | None) -> list[dict[str, Any]]:
+        key = keys.business_endpoints(business_id) if business_id else keys.ENDPOINTS
+        ids = sorted(as_str(i) for i in await awaited(self.redis.smembers(key)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in ids:
+                pipe.hgetall(keys.endpoint(endpoint_id))
+            raws = await pipe.execute()
+        return [endpoint_view(decode_hash(r)) for r in raws if r]
+
+    async def update_endpoint(self, endpoint_id: str, fields: EndpointFields) -> dict[str, Any]:
+        mapping: dict[str, Any] = {"updated_at": now_ms()}
+        if fields.url is not None:
+            mapping["url"] = fields.url
+        if fields.event_types is not None:
+            mapping["types"] = " ".join(fields.event_types)
+        if fields.description is not None:
+            mapping["description"] = fields.description
+        if fields.headers is not None:
+            mapping["headers"] = json.dumps(fields.headers)
+        if fields.max_in_flight is not None:
+            mapping["max_in_flight"] = fields.max_in_flight
+        key = keys.endpoint(endpoint_id)
+        await self.write_if_exists(key, endpoint_id, lambda _raw: mapping)
+        return await self.get_endpoint(endpoint_id)
+
+    async def write_if_exists(self, key: str, endpoint_id: str, make: Any) -> None:
+        """HSET what ``make(current)`` returns, only if the endpoint still exists (optimistic)."""
+        for _ in range(20):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = decode_hash(await awaited(pipe.hgetall(key)))
+                    if not raw:
+                        raise NotFound(f"no endpoint {endpoint_id!r}")
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(key, mapping=make(raw))
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise Conflict("the endpoint is being changed concurrently; try again")
+
+    async def rotate_secret(self, endpoint_id: str) -> tuple[dict[str, Any], str]:
+        """A new secret signs from now on; the old ones keep signing for the grace period."""
+        secret = new_secret()
+        key = keys.endpoint(endpoint_id)
+
+        def make(raw: dict[str, str]) -> dict[str, Any]:
+            now = now_ms()
+            until = now + int(self.settings.rotation_grace * 1000)
+            kept: list[dict[str, Any]] = [
+                {"secret": self._seal(secret, endpoint_id), "expires_at": None}
+            ]
+            for old in json.loads(raw["secrets"]):
+                expires = old["expires_at"]
+                expires = until if expires is None else min(expires, until)
+                if expires > now:
+                    kept.append({"secret": old["secret"], "expires_at": expires})
+            return {"secrets": json.dumps(kept), "updated_at": now}
+
+        await self.write_if_exists(key, endpoint_id, make)
+        return await self.get_endpoint(endpoint_id), secret
+
+    async def secrets_for_url(self, url: str) -> list[str]:
+        """Signing secrets of every endpoint delivering to ``url``: for ``hookgate dev``'s
+        sample receiver only, which stands in for the merchants' side."""
+        ids = await awaited(self.redis.smembers(keys.ENDPOINTS))
+        found: list[str] = []
+        for endpoint_id in ids:
+            raw_url, raw_secrets = await awaited(
+                self.redis.hmget(keys.endpoint(as_str(endpoint_id)), ["url", "secrets"])
+            )
+            if as_str(raw_url) == url and raw_secrets:
+                found += self._open_secrets(raw_secrets, as_str(endpoint_id), time.time())
+        return found
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        raw = await self._endpoint_raw(endpoint_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.business_endpoints(raw["business_id"]), endpoint_id)
+            pipe.srem(keys.ENDPOINTS, endpoint_id)
+            pipe.delete(keys.endpoint(endpoint_id))
+            # its deliveries stay listable until they expire, and so does their index
+            pipe.pexpire(keys.index_endpoint(endpoint_id), int(self.settings.retention * 1000))
+            await pipe.execute()
+        # Pending deliveries left behind are cancelled here, and by the worker's claim otherwise.
+        await self._cancel_endpoint(
+            keys=[keys.endpoint(endpoint_id), keys.endpoint_pending(endpoint_id)],
+            args=[*self.common_args(now_ms()), endpoint_id, "endpoint_deleted"],
+        )
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> dict[str, Any]:
+        body = await awaited(self.redis.get(keys.event_body(event_id)))
+        if body is None:
+            raise NotFound(f"no event {event_id!r}")
+        payload = json.loads(body)
+        ids = await self.event_delivery_ids(event_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.hgetall(keys.delivery(delivery_id))
+            deliveries = await pipe.execute()
+        return {
+            "id": event_id,
+            "business_id": payload["business_id"],
+            "type": payload["type"],
+            "created_at": iso_ms(id_time_ms(event_id)),
+            "payload": payload,
+            "deliveries": [
+                delivery_view(decode_hash(d), i) for i, d in zip(ids, deliveries, strict=True) if d
+            ],
+        }
+
+    async def get_delivery(self, delivery_id: str) -> dict[str, Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.delivery(delivery_id))
+            pipe.lrange(keys.delivery_attempts(delivery_id), 0, -1)
+            raw, attempts = await pipe.execute()
+        if not raw:
+            raise NotFound(f"no delivery {delivery_id!r}")
+        view = delivery_view(decode_hash(raw), delivery_id)
+        view["attempts"] = [json.loads(a) for a in attempts]
+        return view
+
+    async def metrics(self) -> tuple[dict[str, str], int, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.METRICS)
+            pipe.zcard(keys.ARQ_QUEUE)
+            pipe.zcard(keys.DUE)
+            counters, queued, pending = await pipe.execute()
+        return decode_hash(counters), int(queued), int(pending)
+
+    # ---- worker side -----------------------------------------------------------------------
+
+    async def claim(self, delivery_id: str, job_id: str, *, busy_defer_ms: int) -> Claim:
+        """Starts one attempt: checks the job is current and takes an endpoint slot."""
+        lease_ms = int((self.settings.delivery_timeout + 10) * 1000)
+        reply = await self._claim(
+            keys=[keys.delivery(delivery_id)],
+            args=[*self.common_args(now_ms()), delivery_id, job_id, lease_ms, busy_defer_ms, 10],
+        )
+        kind = as_str(reply[0])
+        if kind != "go":
+            return Claim(kind=kind)  # type: ignore[arg-type]
+        body, url, secrets, headers, attempt, event_id, endpoint_id, chain, event_type = reply[1:]
+        try:
+            opened = self._open_secrets(secrets, as_str(endpoint_id), time.time())
+            secret_error = None
+        except SecretBoxError:
+            opened, secret_error = (), "secret_unavailable: HOOKGATE_SECRET_KEY cannot open it"
+        return Claim(
+            kind="go",
+            body=body,
+            url=as_str(url),
+            secrets=opened,
+            secret_error=secret_error,
+            headers=json.loads(headers) if headers else {},
+            attempt=int(attempt),
+            event_id=as_str(event_id),
+            endpoint_id=as_str(endpoint_id),
+            chain=int(chain),
+            event_type=as_str(event_type),
+        )
+
+    async def finish(
+        self,
+        delivery_id: str,
+        job_id: str,
+        *,
+        record: dict[str, Any],
+        outcome: str,
+        next_at_ms: int,
+        latency_bucket: str,
+        latency_s: float,
+    ) -> str:
+        """Records an attempt and moves the delivery on (done, next attempt, failed, gone)."""
+        reply = await self._finish(
+            keys=[keys.delivery(delivery_id), keys.delivery_attempts(delivery_id)],
+            args=[
+                *self.common_args(now_ms()),
+                delivery_id,
+                job_id,
+                codec.dumps(record),
+                outcome,
+                next_at_ms,
+                latency_bucket,
+                f"{latency_s:.6f}",
+                new_id("evt"),  # the id of a hookgate.delivery.exhausted event, if one is due
+                new_id("evt"),  # … and of a hookgate.endpoint.disabled event
+                keys.ARQ_IN_PROGRESS_PREFIX,
+                keys.ARQ_RETRY_PREFIX,
+            ],
+        )
+        return as_str(reply)
+
+    async def trim_indices(self) -> int:
+        """Drops delivery index entries older than the retention (their deliveries expired)."""
+        cutoff = f"({now_ms() - int(self.settings.retention * 1000):013d}"
+        businesses = await awaited(self.redis.smembers(keys.BUSINESSES))
+        endpoints = await awaited(self.redis.smembers(keys.ENDPOINTS))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebylex(keys.INDEX_ALL, "-", cutoff)
+            for business in businesses:
+                pipe.zremrangebylex(keys.index_business(as_str(business)), "-", cutoff)
+            for endpoint_id in endpoints:
+                pipe.zremrangebylex(keys.index_endpoint(as_str(endpoint_id)), "-", cutoff)
+            removed = await pipe.execute()
+        return sum(int(n) for n in removed)
+
+    async def rescue_due(self, older_than_ms: int, limit: int = 500) -> int:
+        """Gives a new job to pending deliveries whose job vanished; returns how many."""
+        due = await self.redis.zrangebyscore(keys.DUE, "-inf", older_than_ms, start=0, num=limit)
+        rescued = 0
+        for raw_id in due:
+            delivery_id = as_str(raw_id)
+            reply = await self._rescue(
+                keys=[keys.delivery(delivery_id)],
+                args=[*self.common_args(now_ms()), delivery_id],
+            )
+            rescued += as_str(reply) == "rescued"
+        return rescued
+
+
+def event_of(delivery_id: str) -> str:
+    """A delivery's event id: ``dlv_{26-character event stem}{n}`` → ``evt_{stem}``."""
+    return "evt_" + delivery_id[4:30]
+
+
+def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
+    """An endpoint as the API shows it: never its secrets."""
+    types = raw.get("types", "")
+    return {
+        "id": raw["id"],
+        "business_id": raw["business_id"],
+        "url": raw["url"],
+        "event_types": types.split() if types else None,
+        "description": raw.get("description", ""),
+        "headers": json.loads(raw.get("headers") or "{}"),
+        "max_in_flight": int(raw.get("max_in_flight") or 10),
+        "disabled": raw.get("disabled") == "1",
+        "disabled_reason": raw.get("disabled_reason") or None,
+        "disabled_at": iso_ms(raw.get("disabled_at")),
+        "secret_count": len(json.loads(raw.get("secrets") or "[]")),
+        "created_at": iso_ms(raw.get("created_at")),
+        "updated_at": iso_ms(raw.get("updated_at")),
+    }
+
+
+def delivery_view(raw: dict[str, str], delivery_id: str) -> dict[str, Any]:
+    status = raw.get("status", "pending")
+    return {
+        "id": delivery_id,
+        "event_id": event_of(delivery_id),
+        "endpoint_id": raw["endpoint_id"],
+        "business_id": raw["business_id"],
+        "event_type": raw.get("event_type"),
+        "status": status,
+        "reason": raw.get("reason") or None,
+        "attempt_count": int(raw.get("attempts") or 0),
+        "replays": int(raw.get("chain") or 0),
+        "next_attempt_at": iso_ms(raw.get("next_attempt_at")) if status == "pending" else None,
+        "created_at": iso_ms(raw.get("created_at")),
+        "updated_at": iso_ms(raw.get("updated_at")),
+    }

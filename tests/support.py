@@ -1,0 +1,44 @@
+"""Helpers shared by the tests (imported as ``support``; pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def hookgate_exe() -> str:
+    beside = Path(sys.executable).parent / "hookgate"
+    return str(beside) if beside.exists() else (shutil.which("hookgate") or "hookgate")
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hookgate_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+async def wait_healthy(base: str, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Returns once ``hookgate serve`` at ``base`` answers /healthz."""
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "hookgate serve exited"
+            try:
+                async with session.get(base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("hookgate serve did not come up")

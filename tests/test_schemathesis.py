@@ -1,0 +1,190 @@
+"""schemathesis against ``/openapi.json``: no 5xx, every answer is one the document describes.
+
+The gateway runs on a real loopback port (an aiohttp site in a thread of its own, over the
+tests' redis-server); schemathesis sends every request to that base URL only. No worker runs,
+so endpoints it creates with arbitrary URLs are never called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from hypothesis import HealthCheck, settings
+from redis.asyncio import Redis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+from support import AUTH, TOKEN
+
+from gateway.api import create_app
+from gateway.openapi import openapi_document
+from gateway.redis_server import free_port
+from gateway.settings import Settings
+
+# Enough to cover every operation's positive and negative cases and stay well under a minute.
+EXAMPLES = 100
+
+schema = schemathesis.openapi.from_dict(openapi_document())
+# Unknown query parameters are ignored by design, so do not count them as bad input.
+schema.config.generation.update(
+    max_examples=EXAMPLES, deterministic=True, allow_extra_parameters=False
+)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+    ignored_auth,
+    unsupported_method,
+]
+
+# Routes whose {id} can be swapped for one that exists: the id's kind, by path prefix.
+ID_KINDS = {"/v1/events/": "evt", "/v1/deliveries/": "dlv", "/v1/endpoints/": "ep"}
+
+
+class Gateway:
+    """``create_app`` served on 127.0.0.1:<free port> by a thread with its own event loop."""
+
+    def __init__(self, redis_url: str, secret_key: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(
+            redis_url=redis_url,
+            admin_token=TOKEN,
+            allow_private_targets=True,
+            https_only=False,
+            secret_key=secret_key,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="schemathesis-gateway", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        redis = Redis.from_url(self.settings.redis_url)
+        runner = web.AppRunner(create_app(self.settings, redis), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+            await redis.aclose()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(15), "the gateway did not start"
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "the gateway did not stop"
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: int) -> Iterator[Gateway]:
+    from conftest import SECRET_KEY
+
+    server = Gateway(f"redis://127.0.0.1:{redis_server}/0", SECRET_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def http(gateway: Gateway) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment: loopback only
+        yield session
+
+
+@pytest.fixture(scope="module")
+def known_ids(gateway: Gateway, http: requests.Session) -> dict[str, str]:
+    """Ids that exist, so the id routes are also exercised on their 2xx answers."""
+    base = gateway.base_url
+    ep = http.post(
+        f"{base}/v1/endpoints",
+        json={"business_id": "bus_fuzz", "url": "http://127.0.0.1:9/hook"},
+        headers=AUTH,
+        timeout=10,
+    )
+    assert ep.status_code == 201, ep.text
+    evt = http.post(
+        f"{base}/v1/events",
+        json={"business_id": "bus_fuzz", "type": "payment.succeeded", "data": {}},
+        headers=AUTH,
+        timeout=10,
+    )
+    assert evt.status_code == 202, evt.text
+    body = evt.json()
+    return {"evt": body["id"], "dlv": body["deliveries"][0], "ep": ep.json()["id"]}
+
+
+def new_endpoint(base: str, http: requests.Session) -> str:
+    ep = http.post(
+        f"{base}/v1/endpoints",
+        json={"business_id": "bus_fuzz", "url": "http://127.0.0.1:9/hook"},
+        headers=AUTH,
+        timeout=10,
+    )
+    assert ep.status_code == 201, ep.text
+    return str(ep.json()["id"])
+
+
+def check(case: Any, base: str, http: requests.Session) -> None:
+    case.call_and_validate(base_url=base, session=http, headers=AUTH, checks=CHECKS, timeout=10)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_answer_is_documented_and_none_is_a_5xx(
+    case: Any, gateway: Gateway, http: requests.Session, known_ids: dict[str, str]
+) -> None:
+    base = gateway.base_url
+    check(case, base, http)
+    # The same request again on an id that exists: the 200 answers are checked too.
+    path = case.operation.path
+    kind = next((k for prefix, k in ID_KINDS.items() if path.startswith(prefix)), None)
+    if kind is not None and "id" in (case.path_parameters or {}):
+        # An endpoint of its own each time: a DELETE, PATCH or disable may change it.
+        real = new_endpoint(base, http) if kind == "ep" else known_ids[kind]
+        case.path_parameters = {**case.path_parameters, "id": real}
+        check(case, base, http)

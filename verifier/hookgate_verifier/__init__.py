@@ -1,0 +1,50 @@
+"""Verify webhooks sent by hookgate (Standard Webhooks signatures), stdlib only.
+
+from hookgate_verifier import Verifier, VerificationError
+
+verifier = Verifier("whsec_…")
+event = verifier.verify(body, headers)  # parsed JSON object, or VerificationError
+"""
+
+from .errors import (
+    InvalidPayload,
+    InvalidSecret,
+    InvalidSignature,
+    MalformedHeaders,
+    MissingHeaders,
+    ReplayCheckUnavailable,
+    Replayed,
+    TimestampOutOfTolerance,
+    VerificationError,
+)
+from .headers import HeadersLike
+from .keys import generate_ed25519_keypair, generate_secret
+from .replay import AsyncSeenStore, MemorySeenStore, SeenStore
+from .signing import new_webhook_id, sign, signed_headers
+from .verifier import DEFAULT_TOLERANCE, ENV_SECRET, Verifier
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "ENV_SECRET",
+    "AsyncSeenStore",
+    "HeadersLike",
+    "InvalidPayload",
+    "InvalidSecret",
+    "InvalidSignature",
+    "MalformedHeaders",
+    "MemorySeenStore",
+    "MissingHeaders",
+    "ReplayCheckUnavailable",
+    "Replayed",
+    "SeenStore",
+    "TimestampOutOfTolerance",
+    "VerificationError",
+    "Verifier",
+    "generate_ed25519_keypair",
+    "generate_secret",
+    "new_webhook_id",
+    "sign",
+    "signed_headers",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""hookgate worker: signs and delivers webhooks with arq, retrying on a schedule."""

@@ -1,0 +1,154 @@
+"""The arq task that makes one delivery attempt and decides what comes next.
+
+arq fails a job for good on any exception other than Retry/CancelledError, so this task
+catches everything: a failed attempt is recorded and rescheduled by hookgate itself, and
+only a Redis outage (nothing can be recorded) is handed back to arq as ``Retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+from arq import Retry
+from redis.exceptions import RedisError
+
+from gateway.metrics import latency_bucket
+from gateway.recovery import Recovery
+from gateway.settings import TargetRules
+from gateway.store import Store
+
+from . import http, retry, signing
+
+log = structlog.get_logger("hookgate.delivery")
+
+# When an endpoint's in-flight cap is full, the attempt waits about this long (ms).
+BUSY_DEFER_MS = 1000
+FINISH_TRIES = 5
+
+
+class _Unsendable(Exception):
+    """This attempt cannot be sent; it is recorded as a failure and retried on the schedule."""
+
+
+@dataclasses.dataclass
+class Deps:
+    store: Store
+    recovery: Recovery
+    session: aiohttp.ClientSession
+    schedule: tuple[float, ...]
+    jitter: float
+    timeout: float
+    rules: TargetRules
+    # Jobs whose arq keys the FINISH script already removed (see HookgateWorker.finish_job).
+    finished_jobs: set[str] = dataclasses.field(default_factory=set)
+
+
+async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
+    """Makes the current attempt of ``delivery_id`` if this job is still the current one."""
+    deps: Deps = ctx["hookgate"]
+    job_id: str = ctx["job_id"]
+    bound = log.bind(delivery_id=delivery_id, job_id=job_id)
+    try:
+        claim = await deps.store.claim(
+            delivery_id, job_id, busy_defer_ms=int(BUSY_DEFER_MS * (0.5 + random.random()))
+        )
+    except RedisError as exc:
+        bound.warning("hookgate.delivery.claim_failed", error=str(exc))
+        raise Retry(defer=1) from exc
+    if claim.kind != "go":
+        bound.debug("hookgate.delivery.skipped", reason=claim.kind)
+        return claim.kind
+    bound = bound.bind(
+        event_id=claim.event_id, endpoint_id=claim.endpoint_id, attempt=claim.attempt
+    )
+
+    timestamp = int(time.time())
+    try:
+        if claim.secret_error is not None:
+            raise _Unsendable(claim.secret_error)
+        headers = signing.build_headers(
+            msg_id=claim.event_id,
+            timestamp=timestamp,
+            body=claim.body,
+            secrets=claim.secrets,
+            custom=claim.headers,
+        )
+        result = await http.post(
+            deps.session, claim.url, claim.body, headers, limit_s=deps.timeout, rules=deps.rules
+        )
+    except asyncio.CancelledError:
+        raise  # shutdown: arq runs this job again; the endpoint slot's lease runs out
+    except _Unsendable as exc:
+        result = http.AttemptResult(None, 0.0, str(exc))
+    except Exception as exc:  # a bug must cost an attempt, never the delivery
+        bound.exception("hookgate.delivery.internal_error")
+        result = http.AttemptResult(None, 0.0, f"internal error: {type(exc).__name__}")
+
+    decision = retry.decide(
+        status=result.status,
+        attempt=claim.attempt,
+        schedule=deps.schedule,
+        jitter=deps.jitter,
+        unit=random.random(),
+        retry_after=retry.parse_retry_after(result.retry_after, time.time()),
+    )
+    now = time.time()
+    record = {
+        "attempt": claim.attempt,
+        "replay": claim.chain,
+        "at": timestamp,
+        "status_code": result.status,
+        "latency_ms": round(result.latency * 1000, 2),
+        "error": result.error,
+        "response_body": result.response_body,
+        "outcome": decision.outcome,
+    }
+    next_at_ms = int((now + decision.delay) * 1000)
+    for i in range(FINISH_TRIES):
+        try:
+            state = await deps.store.finish(
+                delivery_id,
+                job_id,
+                record=record,
+                outcome=decision.outcome,
+                next_at_ms=next_at_ms,
+                latency_bucket=latency_bucket(result.latency),
+                latency_s=result.latency,
+            )
+            deps.finished_jobs.add(job_id)
+            break
+        except RedisError as exc:
+            bound.warning("hookgate.delivery.record_failed", error=str(exc), try_=i + 1)
+            await asyncio.sleep(0.2 * 2**i)
+    else:
+        # Nothing recorded: arq runs this attempt again (a duplicate delivery, never a lost one).
+        raise Retry(defer=2)
+    bound.info(
+        f"hookgate.delivery.{decision.outcome}",
+        status_code=result.status,
+        latency_ms=record["latency_ms"],
+        error=result.error,
+        next_in_s=round(decision.delay, 3) if decision.outcome == "retry" else None,
+        state=state,
+    )
+    return decision.outcome
+
+
+async def replay_batch(ctx: dict[str, Any], replay_id: str) -> str:
+    """Re-enqueues the next batch of a bulk replay; the batch script queues the one after."""
+    deps: Deps = ctx["hookgate"]
+    job_id: str = ctx["job_id"]
+    batch = int(job_id.rsplit(":", 1)[1])
+    try:
+        state = await deps.recovery.run_replay_batch(replay_id, batch)
+    except RedisError as exc:
+        log.warning("hookgate.replay.batch_failed", replay_id=replay_id, error=str(exc))
+        raise Retry(defer=1) from exc
+    log.info("hookgate.replay.batch", replay_id=replay_id, batch=batch, state=state)
+    return state

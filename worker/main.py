@@ -1,0 +1,204 @@
+"""Building and running the arq worker from hookgate's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from typing import Any
+
+import structlog
+from arq import Worker
+from arq.connections import RedisSettings
+from arq.worker import func
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway import keys, lua
+from gateway.catalog import load_catalog
+from gateway.keys import ARQ_IN_PROGRESS_PREFIX
+from gateway.recovery import Recovery
+from gateway.settings import Settings
+from gateway.store import Store
+
+from . import http
+from .delivery import Deps, deliver, replay_batch
+
+log = structlog.get_logger("hookgate.worker")
+
+TRIM_INTERVAL = 3600.0  # seconds between trims of the delivery indices
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+async def sweep_forever(store: Store, settings: Settings) -> None:
+    """Re-enqueue pending deliveries whose job vanished (a crash between steps, an expired job).
+
+    A delivery is looked at once its job is overdue by more than arq's recovery time for a
+    dead worker, so a job that is merely slow or waiting for a crashed worker is left alone.
+    """
+    grace_ms = int((settings.job_timeout + 15) * 1000)
+    next_trim = 0.0
+    while True:
+        try:
+            rescued = await store.rescue_due(int(time.time() * 1000) - grace_ms)
+            if rescued:
+                log.warning("hookgate.sweeper.rescued", count=rescued)
+            if time.monotonic() >= next_trim:
+                trimmed = await store.trim_indices()
+                next_trim = time.monotonic() + TRIM_INTERVAL
+                if trimmed:
+                    log.info("hookgate.sweeper.trimmed", index_entries=trimmed)
+        except RedisError as exc:
+            log.warning("hookgate.sweeper.failed", error=str(exc))
+        await asyncio.sleep(settings.sweep_interval)
+
+
+class HookgateWorker(Worker):
+    """arq's Worker, starting the jobs of one poll in a single atomic Redis step.
+
+    arq starts each job with four sequential round trips; with many short delivery jobs that
+    was a third of the worker's CPU. Everything else (running, retrying, finishing jobs,
+    signals, health checks) is arq's own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._take: Any = None
+        self._backoff = 0.0
+
+    async def finish_job(self, job_id: str, finish: bool, *args: Any, **kwargs: Any) -> None:
+        """Skipped for attempts whose FINISH script already ended the arq job."""
+        deps: Deps | None = self.ctx.get("hookgate")
+        if finish and deps is not None and job_id in deps.finished_jobs:
+            deps.finished_jobs.discard(job_id)
+            return
+        await super().finish_job(job_id, finish, *args, **kwargs)
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll, surviving a Redis outage: arq lets the error end the process; here the
+        worker waits (backing off to 5 s) and goes on once Redis answers again. Jobs it had
+        started stay queued under arq's in-progress keys and run again when those expire."""
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
+            log.warning("hookgate.worker.redis_unavailable", error=str(exc), retry_in=self._backoff)
+            await asyncio.sleep(self._backoff)
+        else:
+            self._backoff = 0.0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        free = self.max_jobs - self.job_counter
+        if free <= 0 or not job_ids:
+            return
+        if self._take is None:
+            self._take = self.pool.register_script(lua.TAKE_JOBS)
+        taken = await self._take(
+            args=[
+                self.queue_name,
+                ARQ_IN_PROGRESS_PREFIX,
+                int(time.time() * 1000),
+                int(self.in_progress_timeout_s * 1000),
+                free,
+                *job_ids,
+            ]
+        )
+        for raw_id, raw_score in zip(taken[::2], taken[1::2], strict=True):
+            await self.sem.acquire()
+            self.job_counter += 1
+            job_id = raw_id.decode()
+            task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+
+def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = False) -> Worker:
+    """An arq Worker delivering hookgate's queue, with JSON jobs (never pickle)."""
+    store = Store(redis, settings, load_catalog())
+    tasks: list[asyncio.Task[None]] = []
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["hookgate"] = Deps(
+            store=store,
+            recovery=Recovery(store),
+            session=http.make_session(settings.worker_concurrency, settings.targets),
+            schedule=settings.retry_schedule,
+            jitter=settings.retry_jitter,
+            timeout=settings.delivery_timeout,
+            rules=settings.targets,
+        )
+        tasks.append(asyncio.create_task(sweep_forever(store, settings)))
+        log.info("hookgate.worker.started", concurrency=settings.worker_concurrency)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        for task in tasks:
+            task.cancel()
+        deps: Deps | None = ctx.get("hookgate")
+        if deps is not None:
+            await deps.session.close()
+        log.info("hookgate.worker.stopped")
+
+    return HookgateWorker(
+        functions=[
+            func(deliver, name="deliver", max_tries=20),
+            func(replay_batch, name="replay_batch", max_tries=20),
+        ],
+        queue_name=keys.ARQ_QUEUE,
+        redis_pool=redis,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        handle_signals=handle_signals,
+        job_serializer=_dumps,
+        job_deserializer=_loads,
+        max_jobs=settings.worker_concurrency,
+        # Jobs running here or on other workers stay at the head of the queue until they end:
+        # read well past them, or a few slow attempts hide every due job behind them.
+        queue_read_limit=settings.worker_concurrency * 4,
+        job_timeout=settings.job_timeout,
+        poll_delay=settings.worker_poll_delay,
+        keep_result=0,
+        # On SIGTERM: stop taking jobs, let attempts in flight finish, then stop.
+        job_completion_wait=int(settings.delivery_timeout) + 1,
+        health_check_interval=60,
+        log_results=False,
+    )
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Waits for a stopping worker and closes it.
+
+    A job task cancelled before its function started ends as CancelledError; its job is still
+    on the queue (arq runs it again once the in-progress key expires), so that is not an error.
+    """
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for job_task in list(worker.tasks.values()):
+        with contextlib.suppress(asyncio.CancelledError):
+            await job_task
+    worker.tasks.clear()
+    await worker.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Runs a worker until SIGINT/SIGTERM; in-flight attempts finish or are left to arq."""
+    from arq.connections import create_pool
+
+    redis = await create_pool(redis_settings(settings.redis_url))
+    worker = build_worker(settings, redis)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.handle_sig_wait_for_completion, sig)
+    await stop_worker(worker, asyncio.create_task(worker.async_run()))
