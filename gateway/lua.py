@@ -373,6 +373,25 @@ redis.call('DEL', KEYS[3])
 return 'done'
 """)
 
+# KEYS: replay lock, replay hash, replay todo list (both already written, seen by no one yet)
+# ARGV+: replay id, lock ttl ms, first batch job id
+# Makes a prepared bulk replay the endpoint's running one, or returns the one already
+# running (the caller then drops what it prepared). The lock only ever points at a replay
+# whose hash and todo list are complete, so whoever reads it sees the real `matched`.
+REPLAY_START = _script(r"""
+local replay, ttl, job = ARGV[12], tonumber(ARGV[13]), ARGV[14]
+local running = redis.call('GET', KEYS[1])
+if running then return {0, running} end
+if redis.call('LLEN', KEYS[3]) > 0 then
+  redis.call('SET', KEYS[1], replay, 'PX', ttl)
+  redis.call('SET', ARQ_JOB .. job, arq_job('replay_batch', replay), 'PX', JOB_EXPIRY)
+  redis.call('ZADD', ARQ_QUEUE, NOW, job)
+else
+  redis.call('HSET', KEYS[2], 'state', 'enqueued')
+end
+return {1, replay}
+""")
+
 # No KEYS (arq's key names are built from ARGV, as arq itself does).
 # ARGV: queue, in-progress key prefix, now_ms, in-progress timeout_ms, how many, job ids…
 # What arq's Worker.start_jobs does per job in four round trips (WATCH the in-progress key,

@@ -32,6 +32,7 @@ UNDELIVERED = frozenset({"failed", "cancelled", "skipped"})
 SCAN_BATCH = 500
 SCAN_LIMIT = 5000  # index entries one list request looks at, at most
 REPLAY_BATCH = 200  # deliveries one replay job re-enqueues
+REPLAY_LOCK_TTL_MS = 3_600_000  # a bulk replay's enqueuing lock outlives a crashed process by this
 MEMBER_RE = re.compile(r"^\d{13}:dlv_[0-9A-Z]{26}[0-9a-f]{1,8}$")
 
 
@@ -183,17 +184,21 @@ class Recovery:
             return {"replay_id": None, "matched": len(matched), "dry_run": True}
         # One bulk replay of an endpoint enqueues at a time (a window given as "1h" differs by
         # milliseconds between two requests, so the window cannot be the key): a second request
-        # meanwhile gets the running replay back. Taken before matching.
+        # meanwhile gets the running replay back. The replay is prepared in full under its own
+        # id first and only then made the running one, atomically, so the running replay a
+        # concurrent request reads is never half-written.
         lock = keys.replay_lock(endpoint_id, "all" if include_succeeded else "failed")
+        running = await self.redis.get(lock)
+        if running is not None:
+            with contextlib.suppress(NotFound):
+                return {**await self.get_replay(as_str(running)), "already_running": True}
         replay_id = new_id("rpl")
         now = now_ms()
-        if not await self.redis.set(lock, replay_id, nx=True, ex=3600):
-            running = as_str(await self.redis.get(lock))
-            with contextlib.suppress(NotFound):
-                return {**await self.get_replay(running), "already_running": True}
-        key = keys.replay(replay_id)
-        await awaited(
-            self.redis.hset(
+        matched = await self._match(endpoint_id, since_ms, until_ms, wanted)
+        key, todo = keys.replay(replay_id), keys.replay_todo(replay_id)
+        retention_ms = int(self.store.settings.retention * 1000)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
                 key,
                 mapping={
                     "id": replay_id,
@@ -201,7 +206,7 @@ class Recovery:
                     "since": since_ms,
                     "until": until_ms,
                     "filter": "all" if include_succeeded else "failed",
-                    "matched": 0,
+                    "matched": len(matched),
                     "enqueued": 0,
                     "skipped": 0,
                     "state": "enqueuing",
@@ -209,21 +214,23 @@ class Recovery:
                     "created_at": now,
                 },
             )
-        )
-        matched = await self._match(endpoint_id, since_ms, until_ms, wanted)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, "matched", str(len(matched)))
-            pipe.pexpire(key, int(self.store.settings.retention * 1000))
+            pipe.pexpire(key, retention_ms)
             for start in range(0, len(matched), 1000):
-                pipe.rpush(keys.replay_todo(replay_id), *matched[start : start + 1000])
-            if matched:
-                job = keys.replay_job_id(replay_id, 0)
-                pipe.set(keys.ARQ_JOB_PREFIX + job, _arq_job("replay_batch", replay_id, now))
-                pipe.zadd(keys.ARQ_QUEUE, {job: now})
-            else:
-                pipe.hset(key, "state", "enqueued")
-                pipe.delete(lock)
+                pipe.rpush(todo, *matched[start : start + 1000])
+            pipe.pexpire(todo, retention_ms)
             await pipe.execute()
+        started, current = await self.store.replay_start_script(
+            keys=[lock, key, todo],
+            args=[
+                *self.store.common_args(now),
+                replay_id,
+                REPLAY_LOCK_TTL_MS,
+                keys.replay_job_id(replay_id, 0),
+            ],
+        )
+        if not int(started):
+            await self.redis.delete(key, todo)
+            return {**await self.get_replay(as_str(current)), "already_running": True}
         return await self.get_replay(replay_id)
 
     async def _match(
@@ -337,7 +344,3 @@ class Recovery:
         )
         assert isinstance(result, Ingested)
         return result
-
-
-def _arq_job(function: str, arg: str, now: int) -> str:
-    return f'{{"t":null,"f":"{function}","a":["{arg}"],"k":{{}},"et":{now}}}'

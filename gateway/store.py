@@ -130,6 +130,7 @@ class Store:
         self._cancel_endpoint = redis.register_script(lua.CANCEL_ENDPOINT)
         self.replay_script = redis.register_script(lua.REPLAY)
         self.replay_batch_script = redis.register_script(lua.REPLAY_BATCH)
+        self.replay_start_script = redis.register_script(lua.REPLAY_START)
         self.disable_script = redis.register_script(lua.DISABLE)
 
     def common_args(self, now: int) -> list[Any]:

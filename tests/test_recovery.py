@@ -225,12 +225,19 @@ async def test_bulk_replay_after_the_receiver_is_fixed(
     assert dry == {"replay_id": None, "matched": 30, "dry_run": True}
     assert len(r.requests) == 30 * settings.max_attempts
     switch.working = True
-    first, second = await asyncio.gather(
-        api.post(path, json={"since": "1h"}, headers=AUTH),
-        api.post(path, json={"since": "1h"}, headers=AUTH),
+    answers = await asyncio.gather(
+        *(api.post(path, json={"since": "1h"}, headers=AUTH) for _ in range(6))
     )
-    a, b = await ok(first, 202), await ok(second, 202)
-    assert a["replay_id"] == b["replay_id"] and a["matched"] == 30  # asked twice, run once
+    replies = [await ok(answer, 202) for answer in answers]
+    a = replies[0]
+    # asked six times at once, run once: every answer is that one replay, whole
+    assert {reply["replay_id"] for reply in replies} == {a["replay_id"]}
+    assert [reply["matched"] for reply in replies] == [30] * 6
+    assert sum(not reply.get("already_running") for reply in replies) <= 1
+    # the losers left nothing behind
+    assert {k async for k in redis.scan_iter("hg:replay:rpl_*") if b":" not in k[10:]} == {
+        f"hg:replay:{a['replay_id']}".encode()
+    }
 
     async def completed() -> bool:
         progress = await get(api, f"/v1/replays/{a['replay_id']}")
