@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
@@ -16,7 +17,15 @@ from redis.exceptions import RedisError
 from . import __version__, codec, validation
 from .catalog import load_catalog
 from .durations import parse_time
-from .errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
+from .errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    ValidationFailed,
+)
 from .ingest import Ingester
 from .metrics import render_metrics
 from .openapi import openapi_document
@@ -104,6 +113,8 @@ def _http_error(exc: web.HTTPException) -> web.Response:
 def _error_answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ApiError):
         response = json_response(exc.body(), status=exc.status)
+        if exc.status in (408, 413):
+            response.force_close()  # the rest of the body is never read: drop the connection
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="hookgate"'
         return response
@@ -115,7 +126,19 @@ def _error_answer(request: web.Request, exc: Exception) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    """The request body, refusing more than ``limit`` bytes without reading them all, and
+    refusing a client that takes longer than ``HOOKGATE_REQUEST_TIMEOUT`` to send it (a
+    slow-body client would otherwise hold its connection and handler for as long as it
+    likes)."""
+    seconds = request.app[SETTINGS].request_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {seconds:g} s") from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None:
         if request.content_length > limit:
             raise PayloadTooLarge(f"the body is over {limit // 1024} KB")

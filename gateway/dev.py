@@ -182,7 +182,12 @@ async def _run(
         receiver_app(lambda: store.secrets_for_url(receiver_url)), "127.0.0.1", receiver_port
     )
 
-    gateway = await start_site(create_app(settings, redis), settings.host, settings.port)
+    gateway = await start_site(
+        create_app(settings, redis),
+        settings.host,
+        settings.port,
+        request_timeout=settings.request_timeout,
+    )
     worker = build_worker(settings, redis)
     worker_task = asyncio.create_task(worker.async_run())
     base = f"http://{settings.host}:{settings.port}"

@@ -6,6 +6,7 @@ HookgateError
     ├── BadRequest          400
     ├── Unauthorized        401
     ├── NotFound            404
+    ├── RequestTimeout      408
     ├── Conflict            409
     ├── PayloadTooLarge     413
     └── ValidationFailed    422
@@ -55,6 +56,13 @@ class Unauthorized(ApiError):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(ApiError):
+    """The client did not send its whole body in time; the connection is closed after."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(ApiError):

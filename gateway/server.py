@@ -7,9 +7,14 @@ import signal
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import Response, StreamResponse
+from aiohttp.web_server import Server
 from redis.asyncio import Redis
 
 from .api import create_app
+from .codec import dumps
 from .settings import Settings
 
 log = structlog.get_logger("hookgate.serve")
@@ -26,8 +31,55 @@ async def wait_for_stop() -> None:
         loop.remove_signal_handler(sig)
 
 
-async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, answering a request its parser refused (oversized or
+    malformed headers, a bad request line) in hookgate's JSON error shape. aiohttp's own answer
+    is text that quotes the offending bytes back, which could be the start of a credential."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        if status == 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        log.info("hookgate.serve.bad_http", status=status, error=type(exc).__name__)
+        reason = "the HTTP request is malformed or its headers are too large"
+        body = {"error": {"code": "bad_http_request", "message": reason}}
+        response = Response(body=dumps(body), status=status, content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # the same server, making hookgate's connection handlers
+        return server
+
+
+async def start_site(
+    app: web.Application, host: str, port: int, *, request_timeout: float = 30.0
+) -> web.AppRunner:
+    """Serves ``app``. A connection that has not sent a whole request's headers within
+    ``request_timeout`` (slow headers, or idle between keep-alive requests) is closed; bodies
+    are bounded by the same time where they are read (``api.read_body``), after which the
+    rest of a refused body is drained for at most 5 s more (so the client can read the answer)
+    before the connection is closed."""
+    runner = _Runner(
+        app,
+        access_log=None,
+        shutdown_timeout=10,
+        keepalive_timeout=request_timeout,
+        lingering_time=min(request_timeout, 5.0),
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=1024).start()
     return runner
@@ -35,7 +87,12 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
 
 async def serve_forever(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis_url)
-    runner = await start_site(create_app(settings, redis), settings.host, settings.port)
+    runner = await start_site(
+        create_app(settings, redis),
+        settings.host,
+        settings.port,
+        request_timeout=settings.request_timeout,
+    )
     log.info("hookgate.serve.started", url=f"http://{settings.host}:{settings.port}")
     try:
         await wait_for_stop()

@@ -56,6 +56,9 @@ class Settings:
     disable_after: float = 5 * 86400.0
     # Jitter fraction applied to every retry delay; tests set 0 for exact timing.
     retry_jitter: float = 0.2
+    # How long a client may take to send one request (its headers, then its body) and how long
+    # an idle keep-alive connection stays open: a slow or silent client is cut off after it.
+    request_timeout: float = 30.0
 
     @property
     def targets(self) -> TargetRules:
@@ -120,6 +123,7 @@ class Settings:
             _non_negative,
             "a duration like 5d (0s: never)",
         )
+        read("HOOKGATE_REQUEST_TIMEOUT", "request_timeout", _positive, "a duration such as 30s")
         settings = cls(**values)
         if require_token and not settings.admin_token:
             raise ConfigError(

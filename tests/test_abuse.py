@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -30,8 +31,8 @@ SLOW_BODY_WRITERS = 10
 ABUSE_SECONDS = 5.0
 
 
-@pytest.fixture
-def gateway(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
+@contextlib.contextmanager
+def run_gateway(redis_url: str, tmp_path: Path, **extra: str) -> Iterator[tuple[str, int]]:
     """``hookgate serve`` on a free loopback port; yields (host, port)."""
     port = free_port()
     env = {
@@ -41,6 +42,7 @@ def gateway(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
         "HOOKGATE_SECRET_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         "HOOKGATE_PORT": str(port),
         "HOOKGATE_LOG_FORMAT": "json",
+        **extra,
     }
     with (tmp_path / "gateway.log").open("wb") as log:
         process = subprocess.Popen(
@@ -63,6 +65,19 @@ def gateway(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def gateway(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    with run_gateway(redis_url, tmp_path) as address:
+        yield address
+
+
+@pytest.fixture
+def strict_gateway(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A gateway that gives a client 1 s to send a request."""
+    with run_gateway(redis_url, tmp_path, HOOKGATE_REQUEST_TIMEOUT="1s") as address:
+        yield address
 
 
 def health_request() -> bytes:
@@ -89,7 +104,7 @@ async def raw_request(host: str, port: int, data: bytes, timeout: float = 5) -> 
                     break
             try:
                 answer = await reading
-            except ConnectionResetError:
+            except ConnectionError:  # reset, or a broken pipe seen by our last write
                 answer = b""
         finally:
             reading.cancel()
@@ -143,6 +158,14 @@ async def test_oversized_headers_get_a_4xx_and_the_gateway_stays_up(
     # refused: a 4xx, or a reset before the 4xx could be read (the server closed on a request
     # it will not read; the health check below shows it did not crash)
     assert 400 <= status < 500 or (status == 0 and len(request_bytes) > 64 * 1024), answer[:300]
+    if status:
+        # the JSON error shape, and nothing of the request quoted back (a header could be a
+        # credential)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower()
+        assert json.loads(body)["error"]["code"] == "bad_http_request"
+        assert not any(run in answer for run in (b"a" * 8, b"t" * 8, b"X" * 8, b"p" * 8))
+        assert b"X-H0" not in answer
     assert await health_latency(host, port) < HEALTH_LIMIT_S
 
 
@@ -238,3 +261,64 @@ async def test_healthz_answers_within_1s_under_slowloris_and_a_connection_flood(
     assert len(latencies) >= 20
     assert sent[0] >= (SLOW_HEADER_WRITERS + SLOW_BODY_WRITERS) * 10  # the abuse really ran
     assert max(latencies) < HEALTH_LIMIT_S
+
+
+async def _cut_off_after(host: str, port: int, first: bytes, trickle: bytes) -> tuple[float, bytes]:
+    """Sends ``first``, then ``trickle`` every 0.1 s, until the server closes the connection
+    (at most 10 s). Returns how long that took and whatever the server answered."""
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    reading = asyncio.create_task(reader.read())
+    try:
+        writer.write(first)
+        while not reading.done() and time.monotonic() - started < 10:
+            with contextlib.suppress(ConnectionError):
+                writer.write(trickle)
+                await writer.drain()
+            await asyncio.wait([reading], timeout=0.1)
+        assert reading.done(), "the slow client was never cut off"
+        try:
+            answer = reading.result()
+        except ConnectionResetError:
+            answer = b""
+        return time.monotonic() - started, answer
+    finally:
+        reading.cancel()
+        writer.close()
+
+
+async def test_a_slow_body_is_cut_off_with_408_after_the_request_timeout(
+    strict_gateway: tuple[str, int],
+) -> None:
+    host, port = strict_gateway
+    took, answer = await _cut_off_after(
+        host,
+        port,
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100000\r\n\r\n",
+        b" " * 16,
+    )
+    print(f"\n[abuse] slow body cut off after {took:.2f} s (HOOKGATE_REQUEST_TIMEOUT=1s)")
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
+    assert 0.9 <= took < 5
+    assert await health_latency(host, port) < HEALTH_LIMIT_S
+
+
+async def test_slow_headers_and_idle_connections_are_closed_after_the_request_timeout(
+    strict_gateway: tuple[str, int],
+) -> None:
+    host, port = strict_gateway
+    took, answer = await _cut_off_after(
+        host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n"
+    )
+    print(f"\n[abuse] slow headers cut off after {took:.2f} s (HOOKGATE_REQUEST_TIMEOUT=1s)")
+    assert answer == b"" and 0.9 <= took < 5
+    # a connection that never sends anything is closed the same way
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
+    assert 0.9 <= time.monotonic() - started < 5

@@ -13,6 +13,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.allow_private_targets is False
     assert s.log_format == "json"
+    assert s.request_timeout == 30
 
 
 def test_values_are_read_from_the_environment() -> None:
@@ -24,6 +25,7 @@ def test_values_are_read_from_the_environment() -> None:
             "HOOKGATE_PORT": "9001",
             "HOOKGATE_LOG_FORMAT": "console",
             "HOOKGATE_ADMIN_TOKEN": "x" * 16,
+            "HOOKGATE_REQUEST_TIMEOUT": "10s",
         },
         require_token=True,
     )
@@ -32,6 +34,7 @@ def test_values_are_read_from_the_environment() -> None:
     assert s.allow_private_targets is True
     assert s.port == 9001
     assert s.admin_token == "x" * 16
+    assert s.request_timeout == 10
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,8 @@ def test_values_are_read_from_the_environment() -> None:
         ("HOOKGATE_REDIS_URL", "http://localhost"),
         ("HOOKGATE_ADMIN_TOKEN", "short"),
         ("HOOKGATE_WORKER_CONCURRENCY", "0"),
+        ("HOOKGATE_REQUEST_TIMEOUT", "0s"),
+        ("HOOKGATE_REQUEST_TIMEOUT", "soon"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
