@@ -103,3 +103,8 @@ def portal_link(digest: str) -> str:
     """Hash of one unused portal link (business, expiry), keyed by the SHA-256 of its token;
     deleted when used, expires when it does."""
     return f"{PREFIX}portal:link:{digest}"
+
+
+def login_failures(client: str) -> str:
+    """Counter of failed portal sign-ins from one client address in the current window."""
+    return f"{PREFIX}portal:login-failures:{client}"

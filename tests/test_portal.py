@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 from conftest import Receiver
@@ -194,6 +194,30 @@ async def test_wrong_token_missing_csrf_and_token_in_url_do_not_sign_in(api: Cli
     await text(await api.get(f"/portal/login?token={TOKEN}"))
     resp = await api.get("/portal/endpoints", allow_redirects=False)
     assert resp.status == 303
+
+
+async def test_sign_in_is_refused_for_a_while_after_ten_failures(
+    api: Client, redis: ArqRedis
+) -> None:
+    async def attempt(token: str) -> ClientResponse:
+        page = await text(await api.get("/portal/login"))
+        return await api.post(
+            "/portal/login", data={"csrf": csrf_of(page), "token": token}, allow_redirects=False
+        )
+
+    for n in range(10):
+        assert (await attempt(f"{TOKEN}-wrong-{n}")).status == 401
+    # the eleventh try is refused before the token is even looked at, the right one included
+    refused = await attempt(TOKEN)
+    body = await text(refused, 429)
+    assert "Too many failed sign-ins" in body and "try again in 15 min" in body
+    assert 850 <= int(refused.headers["Retry-After"]) <= 900
+    assert not any(c.startswith("hg_portal=") for c in refused.headers.getall("Set-Cookie", []))
+    key = "hg:portal:login-failures:127.0.0.1"
+    assert int(await redis.get(key)) == 10 and 850 <= await redis.ttl(key) <= 900
+    # when the window ends, the right token signs in again
+    await redis.delete(key)
+    assert (await attempt(TOKEN)).status == 303
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,10 @@ LINK_TTL_DEFAULT = 86400.0
 LINK_TTL_MIN = 1.0
 LINK_TTL_MAX = 7 * 86400.0
 TOKEN_MAX = 128  # longer cookie or link values are not ours: refused before hashing
+# Failed sign-ins allowed from one client address per window; then it must wait for the window
+# to end (even the right token is refused meanwhile, so guessing gains nothing).
+LOGIN_FAILURES_ALLOWED = 10
+LOGIN_WINDOW_S = 900
 
 
 def new_token() -> str:
@@ -50,6 +54,27 @@ def same(given: str | None, expected: str) -> bool:
     if not given or not expected:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def login_wait(redis: Redis, client: str) -> int:
+    """Seconds ``client`` must wait before it may try to sign in again (0: it may now)."""
+    key = keys.login_failures(client)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = await pipe.execute()
+    if count is None or int(count) < LOGIN_FAILURES_ALLOWED:
+        return 0
+    return max(int(ttl), 1)
+
+
+async def record_login_failure(redis: Redis, client: str) -> None:
+    """Counts a failed sign-in; the window starts at a client's first failure."""
+    key = keys.login_failures(client)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(key, 0, ex=LOGIN_WINDOW_S, nx=True)
+        pipe.incr(key)  # keeps the expiry set by the first failure
+        await pipe.execute()
 
 
 @dataclasses.dataclass(frozen=True)

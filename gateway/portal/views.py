@@ -9,6 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 
 from worker.signing import build_headers
@@ -30,6 +31,8 @@ from .site import (
     render,
     session_of,
 )
+
+log = structlog.get_logger("hookgate.portal")
 
 PAGE_SIZE = 25
 ENDPOINTS_SHOWN = 200
@@ -109,11 +112,25 @@ async def login(request: web.Request) -> web.Response:
     form = form_of(request)
     given = form.get("token", "")
     target = _safe_next(form.get("next"))
+    redis = request.app[REDIS]
+    client = request.remote or "unknown"
+    wait = await auth.login_wait(redis, client)
+    if wait:
+        response = _pre_form(
+            request,
+            "login.html",
+            status=429,
+            next=target,
+            error=f"Too many failed sign-ins from this address: try again in {-(-wait // 60)} min.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not auth.same(given, request.app[SETTINGS].admin_token):
+        await auth.record_login_failure(redis, client)
+        log.warning("hookgate.portal.sign_in_failed", client=client)
         return _pre_form(
             request, "login.html", status=401, next=target, error="That is not the admin token."
         )
-    redis = request.app[REDIS]
     old = SESSION.get()
     if old is not None:
         await auth.end_session(redis, old)
