@@ -13,6 +13,8 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER hookgate
 ENV HOOKGATE_HOST=0.0.0.0 HOOKGATE_PORT=8000 HOOKGATE_LOG_FORMAT=json
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=2s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)" || exit 1
+# `hookgate serve --check` asks this container's gateway for /readyz; the worker service
+# overrides it with `hookgate worker --check` (its heartbeat file, see compose.yaml).
+HEALTHCHECK --interval=10s --timeout=3s CMD ["hookgate", "serve", "--check"]
 ENTRYPOINT ["hookgate"]
 CMD ["serve"]

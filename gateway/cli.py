@@ -46,9 +46,22 @@ def main() -> None:
     """hookgate: durable webhook ingest and signed, retried delivery."""
 
 
+def env_settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+CHECK_HELP = "Check a running one (a container health check): exit 0 if healthy, else 1."
+
+
 @main.command()
-def serve() -> None:
+@click.option("--check", is_flag=True, help=CHECK_HELP)
+def serve(check: bool) -> None:
     """Run the HTTP API (needs HOOKGATE_ADMIN_TOKEN, HOOKGATE_SECRET_KEY, HOOKGATE_REDIS_URL)."""
+    if check:
+        check_serve(env_settings())
     from .logs import configure
     from .server import serve_forever
 
@@ -60,9 +73,40 @@ def serve() -> None:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
 
 
+def check_serve(settings: Settings) -> NoReturn:
+    """Exits 0 when the gateway on this machine answers ``/readyz`` (Redis reachable)."""
+    import urllib.error
+    import urllib.request
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        click.echo(f"hookgate: unhealthy: {url}: {exc}", err=True)
+        sys.exit(1)
+    if status != 200:
+        click.echo(f"hookgate: unhealthy: {url} answered {status}", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
 @main.command()
-def worker() -> None:
+@click.option("--check", is_flag=True, help=CHECK_HELP)
+def worker(check: bool) -> None:
     """Run a delivery worker (needs HOOKGATE_SECRET_KEY and HOOKGATE_REDIS_URL)."""
+    if check:
+        from worker.heartbeat import check_heartbeat
+
+        problem = check_heartbeat(env_settings().worker_heartbeat)
+        if problem:
+            click.echo(f"hookgate: unhealthy: {problem}", err=True)
+            sys.exit(1)
+        sys.exit(0)
     from worker.main import run_worker
 
     from .logs import configure

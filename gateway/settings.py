@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -59,6 +61,11 @@ class Settings:
     # How long a client may take to send one request (its headers, then its body) and how long
     # an idle keep-alive connection stays open: a slow or silent client is cut off after it.
     request_timeout: float = 30.0
+    # A worker touches this file every few seconds while Redis answers it; `hookgate worker
+    # --check` (a container health check) reads its age.
+    worker_heartbeat: str = dataclasses.field(
+        default_factory=lambda: os.path.join(tempfile.gettempdir(), "hookgate-worker.heartbeat")
+    )
 
     @property
     def targets(self) -> TargetRules:
@@ -123,6 +130,7 @@ class Settings:
             _non_negative,
             "a duration like 5d (0s: never)",
         )
+        read("HOOKGATE_WORKER_HEARTBEAT", "worker_heartbeat", _nonempty, "a file path")
         read("HOOKGATE_REQUEST_TIMEOUT", "request_timeout", _positive, "a duration such as 30s")
         settings = cls(**values)
         if require_token and not settings.admin_token:

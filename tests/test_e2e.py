@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +19,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from support import AUTH, run_cli, wait_healthy
 
 from gateway.redis_server import free_port
+from worker.heartbeat import check_heartbeat
 
 pytestmark = pytest.mark.e2e
 
@@ -165,3 +169,41 @@ def test_unknown_commands_and_options_exit_2(env: dict[str, str]) -> None:
     assert run_cli("nope", env=env).returncode == 2
     assert run_cli("serve", "--nope", env=env).returncode == 2
     assert "hookgate" in run_cli("--version", env=env).stdout
+
+
+async def test_health_checks_of_serve_and_worker(
+    env: dict[str, str], spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """``hookgate serve --check`` / ``worker --check``: the image's health checks."""
+    env = {**env, "HOOKGATE_WORKER_HEARTBEAT": str(tmp_path / "worker.heartbeat")}
+    # nothing running yet: both unhealthy (exit 1), saying why
+    down = run_cli("serve", "--check", env=env)
+    assert down.returncode == 1 and "unhealthy" in down.stderr and "/readyz" in down.stderr
+    down = run_cli("worker", "--check", env=env)
+    assert down.returncode == 1 and "no worker heartbeat" in down.stderr
+    gateway, worker = spawn("serve", env), spawn("worker", env)
+    await wait_healthy(f"http://127.0.0.1:{env['HOOKGATE_PORT']}", gateway)
+    assert run_cli("serve", "--check", env=env).returncode == 0
+    async with asyncio.timeout(15):
+        while run_cli("worker", "--check", env=env).returncode != 0:
+            await asyncio.sleep(0.2)
+    heartbeat = tmp_path / "worker.heartbeat"
+    # a bad setting is still a usage error
+    assert run_cli("serve", "--check", env={**env, "HOOKGATE_PORT": "x"}).returncode == 2
+    # a stopped worker removes its heartbeat; a stopped gateway does not answer
+    for process in (gateway, worker):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    assert not heartbeat.exists()
+    assert run_cli("worker", "--check", env=env).returncode == 1
+    assert run_cli("serve", "--check", env=env).returncode == 1
+
+
+def test_a_stale_heartbeat_is_unhealthy(tmp_path: Path) -> None:
+    """A worker whose loop is stuck (or cannot reach Redis) stops touching its heartbeat."""
+    heartbeat = tmp_path / "worker.heartbeat"
+    assert "no worker heartbeat" in str(check_heartbeat(str(heartbeat)))
+    heartbeat.touch()
+    assert check_heartbeat(str(heartbeat)) is None
+    os.utime(heartbeat, (time.time() - 60, time.time() - 60))
+    assert "last heartbeat was 60 s ago (limit 30 s)" in str(check_heartbeat(str(heartbeat)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from gateway.store import Store
 
 from . import http
 from .delivery import Deps, deliver, replay_batch
+from .heartbeat import heartbeat_forever
 
 log = structlog.get_logger("hookgate.worker")
 
@@ -137,11 +139,14 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
             rules=settings.targets,
         )
         tasks.append(asyncio.create_task(sweep_forever(store, settings)))
+        tasks.append(asyncio.create_task(heartbeat_forever(redis, settings.worker_heartbeat)))
         log.info("hookgate.worker.started", concurrency=settings.worker_concurrency)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in tasks:
             task.cancel()
+        with contextlib.suppress(OSError):
+            os.unlink(settings.worker_heartbeat)  # a stopped worker is not a healthy one
         deps: Deps | None = ctx.get("hookgate")
         if deps is not None:
             await deps.session.close()
