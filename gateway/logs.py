@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 import structlog
+
+
+def _json(event: object, **_: object) -> str:
+    # orjson: about 3x faster than the standard library, which shows in a worker logging
+    # every attempt; anything it cannot serialise is logged as its str().
+    return orjson.dumps(event, default=str).decode()
 
 
 def configure(fmt: str, level: int = logging.INFO) -> None:
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

@@ -201,111 +201,193 @@ end
 return out
 """)
 
-# KEYS: delivery key.  ARGV+: delivery_id, job_id, lease_ms, busy_defer_ms, default_cap
-CLAIM = _script(r"""
-local did, job, lease, busy_defer, default_cap = ARGV[12], ARGV[13], tonumber(ARGV[14]),
-  tonumber(ARGV[15]), tonumber(ARGV[16])
-local d = redis.call('HMGET', KEYS[1], 'status', 'job', 'endpoint_id', 'attempt', 'chain',
-                     'event_type')
-if not d[1] then return {'gone'} end
-if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return {'stale'} end
-local event_id = 'evt_' .. string.sub(did, 5, 30)
-local epkey = PREFIX .. 'ep:' .. d[3]
-local ep = redis.call('HMGET', epkey, 'url', 'secrets', 'headers', 'max_in_flight', 'disabled')
-if not ep[1] then
-  close_delivery(KEYS[1], did, d[3], 'cancelled', 'endpoint_deleted')
-  return {'cancelled'}
+# Starts one attempt of delivery `did` under arq job `job`: checks the job is the delivery's
+# current one, closes deliveries whose endpoint or event is gone, and takes a slot of the
+# endpoint's in-flight cap for `lease` ms (or, when the cap is full, re-defers the attempt by
+# `busy_defer` ms under a new job). Returns {'go', body, url, secrets, headers, attempt,
+# event_id, endpoint_id, chain, event_type} or {kind} for an attempt not to make.
+_CLAIM_FN = r"""
+local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap)
+  local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
+                       'event_type')
+  if not d[1] then return {'gone'} end
+  if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return {'stale'} end
+  local event_id = 'evt_' .. string.sub(did, 5, 30)
+  local epkey = PREFIX .. 'ep:' .. d[3]
+  local ep = redis.call('HMGET', epkey, 'url', 'secrets', 'headers', 'max_in_flight', 'disabled')
+  if not ep[1] then
+    close_delivery(dkey, did, d[3], 'cancelled', 'endpoint_deleted')
+    return {'cancelled'}
+  end
+  if ep[5] == '1' then
+    close_delivery(dkey, did, d[3], 'cancelled', 'endpoint_disabled')
+    return {'cancelled'}
+  end
+  local body = redis.call('GET', PREFIX .. 'evt:' .. event_id .. ':body')
+  if not body then
+    close_delivery(dkey, did, d[3], 'failed', 'event_expired')
+    return {'failed'}
+  end
+  local inflight = epkey .. ':inflight'
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', NOW)
+  local cap = tonumber(ep[4]) or default_cap
+  if not redis.call('ZSCORE', inflight, did) and redis.call('ZCARD', inflight) >= cap then
+    local k = redis.call('HINCRBY', dkey, 'redefers', 1)
+    schedule(dkey, did, job_name(did, d[5], d[4], k), NOW + busy_defer, d[4])
+    return {'busy'}
+  end
+  redis.call('ZADD', inflight, NOW + lease, did)
+  redis.call('PEXPIRE', inflight, lease * 2)
+  return {'go', body, ep[1], ep[2], ep[3] or '', d[4], event_id, d[3], d[5] or '0', d[6] or ''}
 end
-if ep[5] == '1' then
-  close_delivery(KEYS[1], did, d[3], 'cancelled', 'endpoint_disabled')
-  return {'cancelled'}
-end
-local body = redis.call('GET', PREFIX .. 'evt:' .. event_id .. ':body')
-if not body then
-  close_delivery(KEYS[1], did, d[3], 'failed', 'event_expired')
-  return {'failed'}
-end
-local inflight = epkey .. ':inflight'
-redis.call('ZREMRANGEBYSCORE', inflight, '-inf', NOW)
-local cap = tonumber(ep[4]) or default_cap
-if not redis.call('ZSCORE', inflight, did) and redis.call('ZCARD', inflight) >= cap then
-  local k = redis.call('HINCRBY', KEYS[1], 'redefers', 1)
-  schedule(KEYS[1], did, job_name(did, d[5], d[4], k), NOW + busy_defer, d[4])
-  return {'busy'}
-end
-redis.call('ZADD', inflight, NOW + lease, did)
-redis.call('PEXPIRE', inflight, lease * 2)
-return {'go', body, ep[1], ep[2], ep[3] or '', d[4], event_id, d[3], d[5] or '0', d[6] or ''}
-""")
+"""
 
-# KEYS: delivery key, its attempts list.
-# ARGV+: delivery_id, job_id, attempt_json, outcome (succeeded|retry|failed|gone),
-#        next_at_ms, latency_bucket, latency_seconds, emit_id_1, emit_id_2,
-#        arq in-progress prefix, arq retry prefix
-# Also ends the arq job that ran the attempt (what arq's finish_job does in its own round
-# trip): the worker skips arq's step for jobs finished here.
-FINISH = _script(r"""
-local did, job, record, outcome = ARGV[12], ARGV[13], ARGV[14], ARGV[15]
-local next_at, bucket, latency = tonumber(ARGV[16]), ARGV[17], ARGV[18]
-local emit_exhausted, emit_disabled = ARGV[19], ARGV[20]
-redis.call('DEL', ARQ_JOB .. job, ARGV[21] .. job, ARGV[22] .. job)
-redis.call('ZREM', ARQ_QUEUE, job)
-local d = redis.call('HMGET', KEYS[1], 'status', 'job', 'endpoint_id', 'attempt', 'chain',
-                     'event_type', 'business_id')
-if not d[1] then return 'gone' end
-local ep = d[3]
-local epkey = PREFIX .. 'ep:' .. ep
-redis.call('ZREM', epkey .. ':inflight', did)
-redis.call('RPUSH', KEYS[2], record)
-redis.call('PEXPIRE', KEYS[2], RETENTION)
-redis.call('PEXPIRE', KEYS[1], RETENTION)
-redis.call('HSET', KEYS[1], 'updated_at', NOW, 'attempts', redis.call('LLEN', KEYS[2]))
-local ok = outcome == 'succeeded'
-redis.call('HINCRBY', METRICS, ok and 'attempts_success' or 'attempts_failure', 1)
-redis.call('HINCRBY', METRICS, 'latency_bucket:' .. bucket, 1)
-redis.call('HINCRBYFLOAT', METRICS, 'latency_sum', latency)
--- endpoint health: hourly outcome counts for 48 h, the failing streak
-local stats = epkey .. ':stats'
-local hour = math.floor(NOW / 3600000)
-redis.call('HINCRBY', stats, hour .. (ok and ':ok' or ':fail'), 1)
-redis.call('HDEL', stats, (hour - 48) .. ':ok', (hour - 48) .. ':fail')
-redis.call('PEXPIRE', stats, 49 * 3600000)
-local failing_since = nil
-if redis.call('EXISTS', epkey) == 1 then
-  if ok then
-    redis.call('HSET', epkey, 'last_success_at', NOW, 'consecutive_failures', 0,
-               'failing_since', '')
-  else
-    redis.call('HINCRBY', epkey, 'consecutive_failures', 1)
-    failing_since = tonumber(redis.call('HGET', epkey, 'failing_since'))
-    if not failing_since then
-      failing_since = NOW
-      redis.call('HSET', epkey, 'failing_since', NOW)
+# KEYS: delivery key.  ARGV+: delivery_id, job_id, lease_ms, busy_defer_ms, default_cap
+# One attempt's claim (the path of a job run by arq itself; the worker normally claims while
+# it takes jobs, see TAKE_AND_CLAIM).
+CLAIM = _script(
+    _CLAIM_FN
+    + r"""
+return claim_delivery(KEYS[1], ARGV[12], ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]),
+                      tonumber(ARGV[16]))
+"""
+)
+
+# No KEYS (key names are built from ARGV, as arq itself does).
+# ARGV+: in-progress prefix, retry prefix, in-progress timeout ms, how many, lease_ms,
+#        busy_defer_ms (the least), default_cap, then the job ids arq's poll read.
+# What arq's start of a job (four round trips: WATCH, EXISTS, ZSCORE, MULTI) plus its job
+# read and hookgate's CLAIM do per job, for a whole poll in one atomic step. A job is taken
+# when it is still queued, due and not in progress elsewhere. An attempt job that should send
+# gets its in-progress key and comes back with its claim; one that should not (stale, its
+# delivery closed, its endpoint busy: re-deferred) is ended here, as arq's finish would. Any
+# other job (a replay batch) is marked in progress and comes back as {id, score} for arq.
+# At most `how many` jobs are started.
+TAKE_AND_CLAIM = _script(
+    _CLAIM_FN
+    + r"""
+local inprog, retry, timeout = ARGV[12], ARGV[13], tonumber(ARGV[14])
+local wanted, lease, busy, cap = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]),
+  tonumber(ARGV[18])
+local out, started = {}, 0
+for i = 19, #ARGV do
+  if started >= wanted then break end
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', ARQ_QUEUE, id)
+  if score and tonumber(score) <= NOW and redis.call('EXISTS', inprog .. id) == 0 then
+    local did = string.match(id, '^attempt:(dlv_[^:]+):')
+    if did then
+      -- spread re-deferrals of a busy endpoint over busy .. 3 * busy ms
+      local c = claim_delivery(PREFIX .. 'dlv:' .. did, did, id, lease,
+                               busy + (i * 97 + NOW) % (2 * busy), cap)
+      if c[1] == 'go' then
+        redis.call('SET', inprog .. id, '1', 'PX', timeout)
+        started = started + 1
+        table.insert(c, 1, id)
+        out[#out + 1] = c
+      else
+        redis.call('DEL', ARQ_JOB .. id, retry .. id)
+        redis.call('ZREM', ARQ_QUEUE, id)
+      end
+    else
+      redis.call('SET', inprog .. id, '1', 'PX', timeout)
+      started = started + 1
+      out[#out + 1] = {id, score}
     end
   end
 end
-if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return 'stale' end
-if outcome == 'succeeded' then
-  close_delivery(KEYS[1], did, ep, 'succeeded', '')
-elseif outcome == 'failed' then
-  close_delivery(KEYS[1], did, ep, 'failed', 'retries_exhausted')
-  if string.sub(d[6] or '', 1, 9) ~= 'hookgate.' then
-    operational_event(emit_exhausted, 'hookgate.delivery.exhausted', d[7],
-      {delivery_id = did, event_id = 'evt_' .. string.sub(did, 5, 30), endpoint_id = ep,
-       event_type = d[6], attempts = redis.call('LLEN', KEYS[2])})
+return out
+"""
+)
+
+# Records one attempt (its log entry, the endpoint's health, metrics) and moves the delivery
+# on: done, its next attempt scheduled, failed (emitting hookgate.delivery.exhausted), or its
+# endpoint disabled (410, or failing for HOOKGATE_DISABLE_AFTER). Also ends the arq job that
+# ran the attempt (what arq's finish_job does in its own round trip). Returns 'ok', 'stale'
+# (the job was no longer the delivery's current one: only the log entry is kept) or 'gone'.
+_FINISH_FN = r"""
+local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bucket, latency,
+                                emit_exhausted, emit_disabled, inprog, retry)
+  redis.call('DEL', ARQ_JOB .. job, inprog .. job, retry .. job)
+  redis.call('ZREM', ARQ_QUEUE, job)
+  local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
+                       'event_type', 'business_id')
+  if not d[1] then return 'gone' end
+  local ep = d[3]
+  local epkey = PREFIX .. 'ep:' .. ep
+  redis.call('ZREM', epkey .. ':inflight', did)
+  redis.call('RPUSH', akey, record)
+  redis.call('PEXPIRE', akey, RETENTION)
+  redis.call('PEXPIRE', dkey, RETENTION)
+  redis.call('HSET', dkey, 'updated_at', NOW, 'attempts', redis.call('LLEN', akey))
+  local ok = outcome == 'succeeded'
+  redis.call('HINCRBY', METRICS, ok and 'attempts_success' or 'attempts_failure', 1)
+  redis.call('HINCRBY', METRICS, 'latency_bucket:' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', METRICS, 'latency_sum', latency)
+  -- endpoint health: hourly outcome counts for 48 h, the failing streak
+  local stats = epkey .. ':stats'
+  local hour = math.floor(NOW / 3600000)
+  redis.call('HINCRBY', stats, hour .. (ok and ':ok' or ':fail'), 1)
+  redis.call('HDEL', stats, (hour - 48) .. ':ok', (hour - 48) .. ':fail')
+  redis.call('PEXPIRE', stats, 49 * 3600000)
+  local failing_since = nil
+  if redis.call('EXISTS', epkey) == 1 then
+    if ok then
+      redis.call('HSET', epkey, 'last_success_at', NOW, 'consecutive_failures', 0,
+                 'failing_since', '')
+    else
+      redis.call('HINCRBY', epkey, 'consecutive_failures', 1)
+      failing_since = tonumber(redis.call('HGET', epkey, 'failing_since'))
+      if not failing_since then
+        failing_since = NOW
+        redis.call('HSET', epkey, 'failing_since', NOW)
+      end
+    end
   end
-elseif outcome == 'retry' then
-  local n = tonumber(d[4]) + 1
-  schedule(KEYS[1], did, job_name(did, d[5], n, 0), next_at, n)
-elseif outcome == 'gone' then
-  disable_endpoint(ep, 'endpoint answered 410 Gone', 'endpoint_gone', emit_disabled)
+  if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return 'stale' end
+  if outcome == 'succeeded' then
+    close_delivery(dkey, did, ep, 'succeeded', '')
+  elseif outcome == 'failed' then
+    close_delivery(dkey, did, ep, 'failed', 'retries_exhausted')
+    if string.sub(d[6] or '', 1, 9) ~= 'hookgate.' then
+      operational_event(emit_exhausted, 'hookgate.delivery.exhausted', d[7],
+        {delivery_id = did, event_id = 'evt_' .. string.sub(did, 5, 30), endpoint_id = ep,
+         event_type = d[6], attempts = redis.call('LLEN', akey)})
+    end
+  elseif outcome == 'retry' then
+    local n = tonumber(d[4]) + 1
+    schedule(dkey, did, job_name(did, d[5], n, 0), next_at, n)
+  elseif outcome == 'gone' then
+    disable_endpoint(ep, 'endpoint answered 410 Gone', 'endpoint_gone', emit_disabled)
+  end
+  if failing_since and DISABLE_AFTER > 0 and NOW - failing_since >= DISABLE_AFTER then
+    disable_endpoint(ep, 'no successful delivery for ' .. DISABLE_AFTER_TEXT,
+                     'endpoint_disabled', emit_disabled)
+  end
+  return 'ok'
 end
-if failing_since and DISABLE_AFTER > 0 and NOW - failing_since >= DISABLE_AFTER then
-  disable_endpoint(ep, 'no successful delivery for ' .. DISABLE_AFTER_TEXT,
-                   'endpoint_disabled', emit_disabled)
+"""
+
+# KEYS: per attempt, its delivery key and attempts list.
+# ARGV+: arq in-progress prefix, arq retry prefix, then per attempt: delivery_id, job_id,
+#        attempt_json, outcome (succeeded|retry|failed|gone), next_at_ms, latency_bucket,
+#        latency_seconds, emit_id_1, emit_id_2 (ids for operational events, '' when none can
+#        be due)
+# The outcomes of several attempts, each its own atomic step as above, in one call (the
+# worker's attempts that end together share it). Returns one state per attempt.
+FINISH_MANY = _script(
+    _FINISH_FN
+    + r"""
+local states = {}
+for n = 0, (#ARGV - 13) / 9 - 1 do
+  local a = 14 + n * 9
+  states[#states + 1] = finish_attempt(KEYS[2 * n + 1], KEYS[2 * n + 2], ARGV[a], ARGV[a + 1],
+    ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7],
+    ARGV[a + 8], ARGV[12], ARGV[13])
 end
-return 'ok'
-""")
+return states
+"""
+)
 
 # KEYS: delivery key.  ARGV+: delivery_id
 # A pending delivery whose job no longer exists (an expired arq job, or one arq gave up on
@@ -391,25 +473,3 @@ else
 end
 return {1, replay}
 """)
-
-# No KEYS (arq's key names are built from ARGV, as arq itself does).
-# ARGV: queue, in-progress key prefix, now_ms, in-progress timeout_ms, how many, job ids…
-# What arq's Worker.start_jobs does per job in four round trips (WATCH the in-progress key,
-# EXISTS, ZSCORE, MULTI/PSETEX/EXEC), for a whole batch in one atomic step: a job is taken
-# when it is still queued, due, and not in progress elsewhere. Returns id, score pairs.
-TAKE_JOBS = r"""
-local queue, prefix = ARGV[1], ARGV[2]
-local now, timeout, wanted = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local taken = {}
-for i = 6, #ARGV do
-  if #taken >= 2 * wanted then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', queue, id)
-  if score and tonumber(score) <= now and redis.call('EXISTS', prefix .. id) == 0 then
-    redis.call('SET', prefix .. id, '1', 'PX', timeout)
-    taken[#taken + 1] = id
-    taken[#taken + 1] = score
-  end
-end
-return taken
-"""

@@ -32,6 +32,8 @@ T = TypeVar("T")
 JOB_EXPIRY_MS = 86_400_000  # an arq job key outlives its due time by a day, like arq's default
 # Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
 INGEST_GROUP = 200
+OPENED_CACHE_SIZE = 10_000  # endpoints whose opened secrets a process keeps
+DEFAULT_MAX_IN_FLIGHT = 10  # attempts open at once per endpoint, unless the endpoint says
 
 
 def now_ms() -> int:
@@ -95,6 +97,19 @@ class Claim:
     secret_error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """One attempt's outcome, for the FINISH script."""
+
+    delivery_id: str
+    job_id: str
+    record: dict[str, Any]
+    outcome: str  # succeeded | retry | failed | gone
+    next_at_ms: int
+    latency_bucket: str
+    latency_s: float
+
+
 async def awaited(result: Awaitable[T] | T) -> T:
     """redis-py types every command as ``Awaitable[T] | T``; on the asyncio client it awaits."""
     return await cast(Awaitable[T], result)
@@ -124,8 +139,10 @@ class Store:
         except ValueError as exc:
             raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
         self._ingest_many = redis.register_script(lua.INGEST_MANY)
+        self._opened_cache: dict[tuple[str, str | bytes], tuple[tuple[str, int | None], ...]] = {}
         self._claim = redis.register_script(lua.CLAIM)
-        self._finish = redis.register_script(lua.FINISH)
+        self._take_and_claim = redis.register_script(lua.TAKE_AND_CLAIM)
+        self._finish_many = redis.register_script(lua.FINISH_MANY)
         self._rescue = redis.register_script(lua.RESCUE)
         self._cancel_endpoint = redis.register_script(lua.CANCEL_ENDPOINT)
         self.replay_script = redis.register_script(lua.REPLAY)
@@ -280,7 +297,7 @@ class Store:
             "types": " ".join(fields.event_types or ()),
             "description": fields.description or "",
             "headers": json.dumps(fields.headers or {}),
-            "max_in_flight": fields.max_in_flight or 10,
+            "max_in_flight": fields.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
             "secrets": json.dumps(
                 [{"secret": self._seal(secret, endpoint_id), "expires_at": None}]
             ),
@@ -302,10 +319,25 @@ class Store:
     def _open_secrets(self, raw: str | bytes, endpoint_id: str, now_s: float) -> tuple[str, ...]:
         """The endpoint's secrets that still sign, in clear, newest first."""
         return tuple(
-            self.box.open(s["secret"], context=endpoint_id.encode())
-            for s in json.loads(raw)
-            if s["expires_at"] is None or s["expires_at"] / 1000 > now_s
+            secret
+            for secret, expires_at in self._opened(raw, endpoint_id)
+            if expires_at is None or expires_at / 1000 > now_s
         )
+
+    def _opened(self, raw: str | bytes, endpoint_id: str) -> tuple[tuple[str, int | None], ...]:
+        """The sealed secrets ``raw`` opened, kept for the next attempt to the endpoint (a
+        rotation changes ``raw``, so a stale entry is never used; bounded)."""
+        cache_key = (endpoint_id, raw)
+        opened = self._opened_cache.get(cache_key)
+        if opened is None:
+            opened = tuple(
+                (self.box.open(s["secret"], context=endpoint_id.encode()), s["expires_at"])
+                for s in json.loads(raw)
+            )
+            if len(self._opened_cache) >= OPENED_CACHE_SIZE:
+                self._opened_cache.clear()
+            self._opened_cache[cache_key] = opened
+        return opened
 
     async def _endpoint_raw(self, endpoint_id: str) -> dict[str, str]:
         raw = decode_hash(await awaited(self.redis.hgetall(keys.endpoint(endpoint_id))))
@@ -478,13 +510,57 @@ class Store:
 
     # ---- worker side -----------------------------------------------------------------------
 
+    def _lease_ms(self) -> int:
+        """How long an attempt holds its endpoint slot unless it finishes first."""
+        return int((self.settings.delivery_timeout + 10) * 1000)
+
     async def claim(self, delivery_id: str, job_id: str, *, busy_defer_ms: int) -> Claim:
         """Starts one attempt: checks the job is current and takes an endpoint slot."""
-        lease_ms = int((self.settings.delivery_timeout + 10) * 1000)
         reply = await self._claim(
             keys=[keys.delivery(delivery_id)],
-            args=[*self.common_args(now_ms()), delivery_id, job_id, lease_ms, busy_defer_ms, 10],
+            args=[
+                *self.common_args(now_ms()),
+                delivery_id,
+                job_id,
+                self._lease_ms(),
+                busy_defer_ms,
+                DEFAULT_MAX_IN_FLIGHT,
+            ],
         )
+        return self._claim_of(reply)
+
+    async def take_and_claim(
+        self, job_ids: Sequence[bytes], *, wanted: int, in_progress_ms: int, busy_defer_ms: int
+    ) -> list[tuple[str, int | Claim]]:
+        """Takes up to ``wanted`` of the due jobs ``job_ids`` (from arq's poll) in one atomic
+        step, claiming the attempt of each attempt job (see ``lua.TAKE_AND_CLAIM``).
+
+        Returns (job id, claim) for attempts to make now and (job id, queue score) for other
+        jobs, which arq runs itself.
+        """
+        reply = await self._take_and_claim(
+            args=[
+                *self.common_args(now_ms()),
+                keys.ARQ_IN_PROGRESS_PREFIX,
+                keys.ARQ_RETRY_PREFIX,
+                in_progress_ms,
+                wanted,
+                self._lease_ms(),
+                busy_defer_ms,
+                DEFAULT_MAX_IN_FLIGHT,
+                *job_ids,
+            ]
+        )
+        taken: list[tuple[str, int | Claim]] = []
+        for entry in reply:
+            job_id = as_str(entry[0])
+            if len(entry) == 2:
+                taken.append((job_id, int(float(entry[1]))))
+            else:
+                taken.append((job_id, self._claim_of(entry[1:])))
+        return taken
+
+    def _claim_of(self, reply: Sequence[Any]) -> Claim:
         kind = as_str(reply[0])
         if kind != "go":
             return Claim(kind=kind)  # type: ignore[arg-type]
@@ -508,36 +584,35 @@ class Store:
             event_type=as_str(event_type),
         )
 
-    async def finish(
-        self,
-        delivery_id: str,
-        job_id: str,
-        *,
-        record: dict[str, Any],
-        outcome: str,
-        next_at_ms: int,
-        latency_bucket: str,
-        latency_s: float,
-    ) -> str:
+    async def finish(self, done: Finished) -> str:
         """Records an attempt and moves the delivery on (done, next attempt, failed, gone)."""
-        reply = await self._finish(
-            keys=[keys.delivery(delivery_id), keys.delivery_attempts(delivery_id)],
-            args=[
-                *self.common_args(now_ms()),
-                delivery_id,
-                job_id,
-                codec.dumps(record),
-                outcome,
-                next_at_ms,
-                latency_bucket,
-                f"{latency_s:.6f}",
-                new_id("evt"),  # the id of a hookgate.delivery.exhausted event, if one is due
-                new_id("evt"),  # … and of a hookgate.endpoint.disabled event
-                keys.ARQ_IN_PROGRESS_PREFIX,
-                keys.ARQ_RETRY_PREFIX,
-            ],
-        )
-        return as_str(reply)
+        return (await self.finish_many([done]))[0]
+
+    async def finish_many(self, many: Sequence[Finished]) -> list[str]:
+        """``finish`` for several attempts in one script call, each its own atomic step."""
+        call_keys: list[str] = []
+        call_args: list[Any] = [
+            *self.common_args(now_ms()),
+            keys.ARQ_IN_PROGRESS_PREFIX,
+            keys.ARQ_RETRY_PREFIX,
+        ]
+        for done in many:
+            # A success can emit no operational event; anything else may (exhausted, disabled).
+            quiet = done.outcome == "succeeded"
+            call_keys += (keys.delivery(done.delivery_id), keys.delivery_attempts(done.delivery_id))
+            call_args += (
+                done.delivery_id,
+                done.job_id,
+                codec.dumps(done.record),
+                done.outcome,
+                done.next_at_ms,
+                done.latency_bucket,
+                f"{done.latency_s:.6f}",
+                "" if quiet else new_id("evt"),  # a hookgate.delivery.exhausted event's id
+                "" if quiet else new_id("evt"),  # … and a hookgate.endpoint.disabled event's
+            )
+        [states] = await self._pipelined(self._finish_many, [(call_keys, call_args)])
+        return [as_str(state) for state in states]
 
     async def trim_indices(self) -> int:
         """Drops delivery index entries older than the retention (their deliveries expired)."""
@@ -582,7 +657,7 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "event_types": types.split() if types else None,
         "description": raw.get("description", ""),
         "headers": json.loads(raw.get("headers") or "{}"),
-        "max_in_flight": int(raw.get("max_in_flight") or 10),
+        "max_in_flight": int(raw.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
         "disabled": raw.get("disabled") == "1",
         "disabled_reason": raw.get("disabled_reason") or None,
         "disabled_at": iso_ms(raw.get("disabled_at")),

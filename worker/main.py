@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -17,15 +18,14 @@ from arq.worker import func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import keys, lua
+from gateway import keys
 from gateway.catalog import load_catalog
-from gateway.keys import ARQ_IN_PROGRESS_PREFIX
 from gateway.recovery import Recovery
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.store import Claim, Store
 
 from . import http
-from .delivery import Deps, deliver, replay_batch
+from .delivery import BUSY_DEFER_MS, Deps, attempt, deliver, make_finisher, replay_batch
 from .heartbeat import heartbeat_forever
 
 log = structlog.get_logger("hookgate.worker")
@@ -65,17 +65,21 @@ async def sweep_forever(store: Store, settings: Settings) -> None:
 
 
 class HookgateWorker(Worker):
-    """arq's Worker, starting the jobs of one poll in a single atomic Redis step.
+    """arq's Worker, taking and claiming the jobs of one poll in a single atomic Redis step.
 
-    arq starts each job with four sequential round trips; with many short delivery jobs that
-    was a third of the worker's CPU. Everything else (running, retrying, finishing jobs,
-    signals, health checks) is arq's own.
+    arq starts each job with four sequential round trips and reads it in a fifth, and the
+    attempt's claim was a sixth: with many short delivery jobs that was most of the worker's
+    CPU. Here one script call per poll takes the due jobs and claims their attempts, attempts
+    run straight from their claims, and concurrent attempts record their outcomes in one
+    round trip (group commit). Other jobs (replay batches) and everything else (signals,
+    health checks, shutdown) are arq's own.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._take: Any = None
         self._backoff = 0.0
+        self._backlog = False  # the last poll filled every free slot: more may be due
+        self._room = asyncio.Event()  # set when a quarter of the slots are free
 
     async def finish_job(self, job_id: str, finish: bool, *args: Any, **kwargs: Any) -> None:
         """Skipped for attempts whose FINISH script already ended the arq job."""
@@ -91,6 +95,15 @@ class HookgateWorker(Worker):
         started stay queued under arq's in-progress keys and run again when those expire."""
         try:
             await super()._poll_iteration()
+            # Under a backlog, take more as soon as a quarter of the slots are free instead of
+            # after the poll delay (for up to a second: arq's loop then comes round again).
+            deadline = time.monotonic() + 1.0
+            while self._backlog and self.allow_pick_jobs and time.monotonic() < deadline:
+                if self.job_counter > self.max_jobs * 3 // 4:
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), self.poll_delay_s)
+                await super()._poll_iteration()
         except (RedisError, OSError) as exc:
             self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
             log.warning("hookgate.worker.redis_unavailable", error=str(exc), retry_in=self._backoff)
@@ -102,25 +115,41 @@ class HookgateWorker(Worker):
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
-        if self._take is None:
-            self._take = self.pool.register_script(lua.TAKE_JOBS)
-        taken = await self._take(
-            args=[
-                self.queue_name,
-                ARQ_IN_PROGRESS_PREFIX,
-                int(time.time() * 1000),
-                int(self.in_progress_timeout_s * 1000),
-                free,
-                *job_ids,
-            ]
+        deps: Deps = self.ctx["hookgate"]
+        taken = await deps.store.take_and_claim(
+            job_ids,
+            wanted=free,
+            in_progress_ms=int(self.in_progress_timeout_s * 1000),
+            busy_defer_ms=BUSY_DEFER_MS // 2,
         )
-        for raw_id, raw_score in zip(taken[::2], taken[1::2], strict=True):
+        self._backlog = len(taken) >= free
+        for job_id, what in taken:
             await self.sem.acquire()
             self.job_counter += 1
-            job_id = raw_id.decode()
-            task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+            if isinstance(what, Claim):
+                run: Coroutine[Any, Any, Any] = self._attempt(deps, job_id, what)
+            else:
+                run = self.run_job(job_id, what)
+            task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        if self.job_counter <= self.max_jobs * 3 // 4:
+            self._room.set()
+
+    async def _attempt(self, deps: Deps, job_id: str, claim: Claim) -> None:
+        delivery_id = job_id.split(":", 2)[1]
+        try:
+            outcome = await attempt(deps, delivery_id, job_id, claim)
+        except asyncio.CancelledError:
+            return  # shutdown: the job stays queued and runs again once its mark lapses
+        except Exception:  # never let one attempt stop the poll loop (it reads each result)
+            log.exception("hookgate.worker.attempt_crashed", job_id=job_id)
+            return
+        if outcome is not None:
+            self.jobs_complete += 1
 
 
 def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = False) -> Worker:
@@ -137,6 +166,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
             jitter=settings.retry_jitter,
             timeout=settings.delivery_timeout,
             rules=settings.targets,
+            finisher=make_finisher(store),
         )
         tasks.append(asyncio.create_task(sweep_forever(store, settings)))
         tasks.append(asyncio.create_task(heartbeat_forever(redis, settings.worker_heartbeat)))
