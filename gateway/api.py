@@ -130,6 +130,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     refusing a client that takes longer than ``HOOKGATE_REQUEST_TIMEOUT`` to send it (a
     slow-body client would otherwise hold its connection and handler for as long as it
     likes)."""
+    if request.content.is_eof():  # the whole body is already here (most small requests)
+        return await _read_body(request, limit)
     seconds = request.app[SETTINGS].request_timeout
     try:
         async with asyncio.timeout(seconds):

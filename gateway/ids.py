@@ -12,6 +12,8 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# RFC 4648 base32 (what base64.b32encode speaks, in C) to Crockford's alphabet.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last = (0, 0)
@@ -28,12 +30,12 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
         else:
             random = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
         _last = (ms, random)
-    value = (ms << _RANDOM_BITS) | random
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return prefix + "_" + "".join(reversed(chars))
+    value = (ms << _RANDOM_BITS) | random  # 128 bits: the last 26 of 32 base32 characters
+    return (
+        prefix
+        + "_"
+        + base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+    )
 
 
 def id_time_ms(value: str) -> int:

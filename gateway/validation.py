@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -114,8 +115,18 @@ def timestamp(value: Any, field: str = "timestamp") -> str:
     return value
 
 
+_stamp = (-1, "")  # the last millisecond formatted, and its text
+
+
 def now_timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Now as ``2026-11-21T06:48:41.516Z`` (formatted once per millisecond: a batch of events
+    arrives within one)."""
+    global _stamp
+    ms = time.time_ns() // 1_000_000
+    if ms != _stamp[0]:
+        second = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _stamp = (ms, f"{second}.{ms % 1000:03d}Z")
+    return _stamp[1]
 
 
 def event_in(obj: Any, prefix: str = "") -> EventIn:

@@ -406,3 +406,26 @@ async def test_readyz_answers_503_when_redis_is_gone(settings: Any) -> None:
     finally:
         await client.close()
         await redis.aclose()
+
+
+async def test_a_lone_surrogate_escape_is_refused_before_anything_is_stored(
+    api: Client, redis: ArqRedis
+) -> None:
+    """``"\\ud800"`` is valid JSON text but no Unicode string: it could never be signed and
+    sent as UTF-8, so it is a 400 naming the problem, not a 500."""
+    await make_endpoint(api)
+    before = await snapshot(redis)
+    for path, body in (
+        (
+            "/v1/events",
+            b'{"business_id":"bus_1","type":"payment.succeeded","data":{"a":"\\ud800"}}',
+        ),
+        (
+            "/v1/events/batch",
+            b'{"events":[{"business_id":"bus_1","type":"payment.succeeded","data":{"\\udfff":1}}]}',
+        ),
+    ):
+        resp = await api.post(path, data=body, headers={**AUTH, "Content-Type": "application/json"})
+        error = await assert_error(resp, 400, "invalid_json")
+        assert "surrogate" in error["message"]
+    assert await snapshot(redis) == before
