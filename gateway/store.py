@@ -177,28 +177,23 @@ class Store:
         now = now_ms()
         common = self.common_args(now)
         ids = [new_id("evt", now) for _ in items]
+        ttl_ms = int(self.settings.idempotency_ttl * 1000)
         calls = []
         for start in range(0, len(items), INGEST_GROUP):
-            group_keys: list[Any] = [keys.EVENT_TYPES]
-            group_args: list[Any] = [*common, int(self.settings.idempotency_ttl * 1000)]
+            args: list[Any] = [*common, ttl_ms]
             for item, event_id in zip(
                 items[start : start + INGEST_GROUP], ids[start : start + INGEST_GROUP], strict=True
             ):
-                ev = item.event
-                idem = item.idempotency_key
-                known = ev.type in self.catalog or ev.type in OPERATIONAL_TYPES
-                group_keys.append(keys.idempotency(idem) if idem else keys.event_body(event_id))
-                group_args += (
-                    "1" if idem else "0",
-                    item.fingerprint,
-                    event_id,
-                    encode_envelope(ev),
-                    ev.type,
-                    ev.business_id,
-                    "0" if known else "1",
-                    item.only_endpoint,
+                ev, idem = item.event, item.idempotency_key
+                custom = ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES
+                # Every field is validated to hold no space (see INGEST_MANY).
+                args.append(
+                    f"{'1' if custom else '0'} {event_id} {ev.type} {ev.business_id} "
+                    f"{item.fingerprint or '-'} {item.only_endpoint or '-'} "
+                    f"{'k' + idem if idem else '_'}"
                 )
-            calls.append((group_keys, group_args))
+                args.append(encode_envelope(ev))
+            calls.append(([keys.EVENT_TYPES], args))
         flat = [r for group in await self._pipelined(self._ingest_many, calls) for r in group]
         replies = [flat[k : k + 2] for k in range(0, len(flat), 2)]
         results: list[Ingested | ApiError] = []

@@ -361,7 +361,13 @@ async def test_two_workers_one_killed_duplicates_only_what_it_held(
     event_ids = {a["id"] for a in accepted}
     dlv_ids = [a["deliveries"][0] for a in accepted]
 
-    await wait_until(lambda: _at_least(sink, "slow", 150), 30, "deliveries in flight", 0.01)
+    # Kill once both workers have attempts open at the sink: each holds at most 50, so more
+    # than 50 open means the victim has some (killed between taking its jobs and sending
+    # them, it would leave none to duplicate).
+    async def both_sending() -> bool:
+        return sink.total("slow") >= 150 and sink.inflight["slow"] > 60
+
+    await wait_until(both_sending, 30, "both workers' deliveries in flight", 0.005)
     killed_at = time.monotonic()
     kill9(victim)
     await asyncio.sleep(0.5)
