@@ -19,6 +19,22 @@ local NOW_ISO, DISABLE_AFTER, DISABLE_AFTER_TEXT = ARGV[9], tonumber(ARGV[10]), 
 
 # Shared helpers, prepended to every script.
 _COMMON = r"""
+-- Counters of the metrics hash, added up over the script call and written once at its end
+-- (see _script): a call recording a hundred attempts writes each counter once.
+local COUNTS = {}
+local function count(field, n)
+  COUNTS[field] = (COUNTS[field] or 0) + n
+end
+local function flush_counts()
+  for field, n in pairs(COUNTS) do
+    if field == 'latency_sum' then
+      redis.call('HINCRBYFLOAT', METRICS, field, string.format('%.6f', n))
+    else
+      redis.call('HINCRBY', METRICS, field, n)
+    end
+  end
+end
+
 -- Exact names or `family.*`; an empty subscription takes every type but hookgate's own,
 -- which go only to endpoints that ask for them (and so can never feed on themselves).
 local function matches(types, etype)
@@ -66,7 +82,7 @@ local function close_delivery(dkey, did, endpoint_id, status, reason)
              'reason', reason)
   redis.call('ZREM', DUE, did)
   redis.call('SREM', PREFIX .. 'ep:' .. endpoint_id .. ':pending', did)
-  redis.call('HINCRBY', METRICS, 'deliveries_' .. status, 1)
+  count('deliveries_' .. status, 1)
   if replay and replay ~= '' then
     redis.call('HINCRBY', PREFIX .. 'replay:' .. replay, status, 1)
   end
@@ -106,7 +122,7 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen)
         redis.call('HSET', dkey, 'endpoint_id', ep, 'business_id', business_id,
                    'event_type', etype, 'created_at', NOW, 'updated_at', NOW, 'redefers', 0,
                    'chain', 0, 'status', 'skipped', 'attempt', 0, 'reason', 'endpoint_disabled')
-        redis.call('HINCRBY', METRICS, 'deliveries_skipped', 1)
+        count('deliveries_skipped', 1)
       else
         -- what schedule() writes for the first attempt, in the same HSET
         local job = job_name(did, 0, 1, 0)
@@ -129,7 +145,7 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen)
   -- An event is its body alone: its time is in its id, its type and business in the body,
   -- and its deliveries are dlv_{stem}1, dlv_{stem}2, … (one key per event keeps it small).
   redis.call('SET', PREFIX .. 'evt:' .. event_id .. ':body', body, 'PX', RETENTION)
-  redis.call('HINCRBY', METRICS, 'events_ingested', 1)
+  count('events_ingested', 1)
   return made
 end
 
@@ -183,7 +199,15 @@ end
 
 
 def _script(body: str) -> str:
-    return _HEADER + _COMMON + body
+    # The body runs as a function so that whichever `return` ends it, the counters are
+    # written after it.
+    return (
+        _HEADER
+        + _COMMON
+        + "local function main()\n"
+        + body
+        + "\nend\nlocal result = main()\nflush_counts()\nreturn result\n"
+    )
 
 
 # KEYS: registered types hash.
@@ -340,9 +364,9 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
   redis.call('PEXPIRE', dkey, RETENTION)
   redis.call('HSET', dkey, 'updated_at', NOW, 'attempts', redis.call('LLEN', akey))
   local ok = outcome == 'succeeded'
-  redis.call('HINCRBY', METRICS, ok and 'attempts_success' or 'attempts_failure', 1)
-  redis.call('HINCRBY', METRICS, 'latency_bucket:' .. bucket, 1)
-  redis.call('HINCRBYFLOAT', METRICS, 'latency_sum', latency)
+  count(ok and 'attempts_success' or 'attempts_failure', 1)
+  count('latency_bucket:' .. bucket, 1)
+  count('latency_sum', tonumber(latency))
   -- endpoint health: hourly outcome counts for 48 h, the failing streak
   local stats = epkey .. ':stats'
   local hour = math.floor(NOW / 3600000)
@@ -387,22 +411,25 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
 end
 """
 
-# KEYS: per attempt, its delivery key and attempts list.
-# ARGV+: arq in-progress prefix, arq retry prefix, then per attempt: delivery_id, job_id,
-#        attempt_json, outcome (succeeded|retry|failed|gone), next_at_ms, latency_bucket,
-#        latency_seconds, emit_id_1, emit_id_2 (ids for operational events, '' when none can
-#        be due)
+# No KEYS (built from the prefix).
+# ARGV+: arq in-progress prefix, arq retry prefix, then two per attempt: its fields,
+#        space-separated (delivery_id, job_id, outcome: succeeded|retry|failed|gone,
+#        next_at_ms, latency_bucket, latency_seconds, then the ids of the operational events
+#        it may emit, exhausted and disabled, or '-' when none can be due), and its log
+#        entry (JSON).
 # The outcomes of several attempts, each its own atomic step as above, in one call (the
 # worker's attempts that end together share it). Returns one state per attempt.
 FINISH_MANY = _script(
     _FINISH_FN
     + r"""
 local states = {}
-for n = 0, (#ARGV - 13) / 9 - 1 do
-  local a = 14 + n * 9
-  states[#states + 1] = finish_attempt(KEYS[2 * n + 1], KEYS[2 * n + 2], ARGV[a], ARGV[a + 1],
-    ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6], ARGV[a + 7],
-    ARGV[a + 8], ARGV[12], ARGV[13])
+for a = 14, #ARGV, 2 do
+  local did, job, outcome, next_at, bucket, latency, emit_exhausted, emit_disabled =
+    string.match(ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local dkey = PREFIX .. 'dlv:' .. did
+  states[#states + 1] = finish_attempt(dkey, dkey .. ':attempts', did, job, ARGV[a + 1],
+    outcome, tonumber(next_at), bucket, latency, emit_exhausted, emit_disabled, ARGV[12],
+    ARGV[13])
 end
 return states
 """

@@ -585,28 +585,21 @@ class Store:
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
         """``finish`` for several attempts in one script call, each its own atomic step."""
-        call_keys: list[str] = []
-        call_args: list[Any] = [
+        args: list[Any] = [
             *self.common_args(now_ms()),
             keys.ARQ_IN_PROGRESS_PREFIX,
             keys.ARQ_RETRY_PREFIX,
         ]
         for done in many:
             # A success can emit no operational event; anything else may (exhausted, disabled).
-            quiet = done.outcome == "succeeded"
-            call_keys += (keys.delivery(done.delivery_id), keys.delivery_attempts(done.delivery_id))
-            call_args += (
-                done.delivery_id,
-                done.job_id,
-                codec.dumps(done.record),
-                done.outcome,
-                done.next_at_ms,
-                done.latency_bucket,
-                f"{done.latency_s:.6f}",
-                "" if quiet else new_id("evt"),  # a hookgate.delivery.exhausted event's id
-                "" if quiet else new_id("evt"),  # … and a hookgate.endpoint.disabled event's
+            emit = "- -" if done.outcome == "succeeded" else f"{new_id('evt')} {new_id('evt')}"
+            # No field can hold a space (see FINISH_MANY).
+            args.append(
+                f"{done.delivery_id} {done.job_id} {done.outcome} {done.next_at_ms} "
+                f"{done.latency_bucket} {done.latency_s:.6f} {emit}"
             )
-        [states] = await self._pipelined(self._finish_many, [(call_keys, call_args)])
+            args.append(codec.dumps(done.record))
+        [states] = await self._pipelined(self._finish_many, [((), args)])
         return [as_str(state) for state in states]
 
     async def trim_indices(self) -> int:

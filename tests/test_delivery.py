@@ -321,3 +321,30 @@ async def test_deliveries_verify_with_hookgate_verifier(
         assert Verifier(secret).verify(second.body, second.headers)["type"] == "payment.succeeded"
     with pytest.raises(InvalidSignature):
         Verifier("whsec_" + "A" * 43).verify(second.body, second.headers)
+
+
+async def test_metrics_add_up_when_many_attempts_are_recorded_together(
+    api: Client, settings: Settings, start_worker: Start, receiver: MakeReceiver
+) -> None:
+    """Counters are summed over each script call (a batch of 200 events, a group of attempts
+    finished together) and written once: the totals must still be exact."""
+    r = await receiver()
+    await endpoint(api, r.url)
+    await endpoint(api, r.url + "?second")  # two deliveries per event
+    events = [{**EVENT, "data": {"n": i}} for i in range(200)]
+    resp = await api.post("/v1/events/batch", json={"events": events}, headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    dlvs = [d for item in (await resp.json())["results"] for d in item["deliveries"]]
+    assert len(dlvs) == 400
+    await start_worker(settings)
+    for d in dlvs:
+        assert (await settled(api, d))["status"] == "succeeded"
+    text = await (await api.get("/metrics")).text()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert values["hookgate_events_ingested_total"] == "200"
+    assert values['hookgate_deliveries_total{outcome="succeeded"}'] == "400"
+    assert values['hookgate_attempts_total{result="success"}'] == "400"
+    assert values["hookgate_attempt_latency_seconds_count"] == "400"
+    assert values['hookgate_attempt_latency_seconds_bucket{le="+Inf"}'] == "400"
+    assert 0 < float(values["hookgate_attempt_latency_seconds_sum"]) < 400 * 5
+    assert len(r.requests) == 400
