@@ -461,6 +461,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[SETTINGS].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            raise Unauthorized("missing or wrong bearer token (HOOKGATE_METRICS_TOKEN)")
     counters, queued, pending = await request.app[STORE].metrics()
     text = render_metrics(counters, queued=queued, pending=pending)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")

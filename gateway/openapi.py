@@ -628,8 +628,13 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "security": [],
                     "summary": "Prometheus metrics",
+                    "description": (
+                        "Open unless HOOKGATE_METRICS_TOKEN is set; then it needs "
+                        "`Authorization: Bearer <that token>`."
+                    ),
                     "responses": {
-                        "200": {"description": "Prometheus text", "content": {"text/plain": {}}}
+                        "200": {"description": "Prometheus text", "content": {"text/plain": {}}},
+                        **_errors(401),
                     },
                 }
             },

@@ -16,7 +16,9 @@ from .secretbox import SecretBox
 
 T = TypeVar("T")
 
-SECRET_VARIABLES = frozenset({"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY"})
+SECRET_VARIABLES = frozenset(
+    {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN"}
+)
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 
 
@@ -61,6 +63,9 @@ class Settings:
     # How long a client may take to send one request (its headers, then its body) and how long
     # an idle keep-alive connection stays open: a slow or silent client is cut off after it.
     request_timeout: float = 30.0
+    # When set, GET /metrics needs `Authorization: Bearer <this>` (Prometheus's
+    # `authorization` setting); when empty, /metrics is open, for scrapers inside the network.
+    metrics_token: str = dataclasses.field(default="", repr=False)
     # A worker touches this file every few seconds while Redis answers it; `hookgate worker
     # --check` (a container health check) reads its age.
     worker_heartbeat: str = dataclasses.field(
@@ -131,6 +136,7 @@ class Settings:
             "a duration like 5d (0s: never)",
         )
         read("HOOKGATE_WORKER_HEARTBEAT", "worker_heartbeat", _nonempty, "a file path")
+        read("HOOKGATE_METRICS_TOKEN", "metrics_token", _token, "at least 16 visible characters")
         read("HOOKGATE_REQUEST_TIMEOUT", "request_timeout", _positive, "a duration such as 30s")
         settings = cls(**values)
         if require_token and not settings.admin_token:

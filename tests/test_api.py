@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 from support import AUTH
+
+from gateway.api import create_app
+from gateway.settings import Settings
 
 Client = TestClient[Any, Any]
 
@@ -429,3 +433,18 @@ async def test_a_lone_surrogate_escape_is_refused_before_anything_is_stored(
         error = await assert_error(resp, 400, "invalid_json")
         assert "surrogate" in error["message"]
     assert await snapshot(redis) == before
+
+
+async def test_metrics_can_require_their_own_bearer_token(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    token = "metrics-0123456789abcdef"
+    scraped = dataclasses.replace(settings, metrics_token=token)
+    async with TestClient(TestServer(create_app(scraped, redis))) as client:
+        for headers in ({}, {"Authorization": "Bearer nope"}, AUTH):  # the admin token: no
+            resp = await client.get("/metrics", headers=headers)
+            error = await assert_error(resp, 401, "unauthorized")
+            assert "HOOKGATE_METRICS_TOKEN" in error["message"]
+        resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200 and "hookgate_queue_depth" in await resp.text()
+        assert (await client.get("/healthz")).status == 200  # probes stay open

@@ -53,6 +53,7 @@ def test_values_are_read_from_the_environment() -> None:
         ("HOOKGATE_WORKER_CONCURRENCY", "0"),
         ("HOOKGATE_REQUEST_TIMEOUT", "0s"),
         ("HOOKGATE_REQUEST_TIMEOUT", "soon"),
+        ("HOOKGATE_METRICS_TOKEN", "short"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
