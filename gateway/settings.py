@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from worker.ssrf import IPNetwork, parse_allowed_networks
 
@@ -66,6 +67,10 @@ class Settings:
     # When set, GET /metrics needs `Authorization: Bearer <this>` (Prometheus's
     # `authorization` setting); when empty, /metrics is open, for scrapers inside the network.
     metrics_token: str = dataclasses.field(default="", repr=False)
+    # Where clients reach the gateway, e.g. https://hooks.example.com behind a TLS proxy:
+    # portal links are built on it and, when it is https, portal cookies are Secure. Empty:
+    # taken from each request as the gateway sees it.
+    public_url: str = ""
     # A worker touches this file every few seconds while Redis answers it; `hookgate worker
     # --check` (a container health check) reads its age.
     worker_heartbeat: str = dataclasses.field(
@@ -136,6 +141,12 @@ class Settings:
             "a duration like 5d (0s: never)",
         )
         read("HOOKGATE_WORKER_HEARTBEAT", "worker_heartbeat", _nonempty, "a file path")
+        read(
+            "HOOKGATE_PUBLIC_URL",
+            "public_url",
+            _public_url,
+            "an origin like https://hooks.example.com",
+        )
         read("HOOKGATE_METRICS_TOKEN", "metrics_token", _token, "at least 16 visible characters")
         read("HOOKGATE_REQUEST_TIMEOUT", "request_timeout", _positive, "a duration such as 30s")
         settings = cls(**values)
@@ -174,6 +185,15 @@ def _redis_url(text: str) -> str:
     if not text.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("unknown scheme")
     return text
+
+
+def _public_url(text: str) -> str:
+    parts = urlsplit(text.rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL with a host")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("only scheme, host and port")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _token(text: str) -> str:

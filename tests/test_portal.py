@@ -5,6 +5,7 @@ worker and receiver."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import re
 import time
@@ -19,6 +20,7 @@ from conftest import Receiver
 from support import AUTH, TOKEN
 
 from gateway import keys
+from gateway.api import create_app
 from gateway.portal.charts import hourly_chart, nice_ceiling
 from gateway.portal.views import request_headers
 from gateway.settings import Settings
@@ -165,6 +167,7 @@ async def test_login_sets_a_strict_httponly_session_cookie(api: Client, redis: A
     session = next(c for c in cookies if c.startswith("hg_portal="))
     flags = {part.strip().split("=")[0].lower() for part in session.split(";")[1:]}
     assert {"httponly", "samesite", "path", "max-age"} <= flags
+    assert "secure" not in flags  # plain http, no HOOKGATE_PUBLIC_URL: a browser would drop it
     assert "SameSite=Strict" in session and "Path=/portal" in session
     session_id = session.split(";")[0].split("=", 1)[1]
     assert len(session_id) >= 40
@@ -327,6 +330,30 @@ async def test_portal_link_api(api: Client) -> None:
     assert abs(expires - time.timezone - (before + 86400)) < 5
     resp = await api.post("/v1/businesses/bus_a/portal-links", json={"ttl": "2h"}, headers=AUTH)
     assert resp.status == 201
+
+
+async def test_behind_a_tls_proxy_links_use_the_public_url_and_cookies_are_secure(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    proxied = dataclasses.replace(settings, public_url="https://hooks.example.com")
+    async with TestClient(TestServer(create_app(proxied, redis))) as client:
+        resp = await client.post("/v1/businesses/bus_a/portal-links", headers=AUTH)
+        url = (await resp.json())["url"]
+        assert re.fullmatch(r"https://hooks\.example\.com/portal/link/[A-Za-z0-9_-]{43}", url)
+        form = await client.get("/portal/login")
+        pre = next(c for c in form.headers.getall("Set-Cookie") if c.startswith("hg_portal_pre="))
+        assert "secure" in {part.strip().lower() for part in pre.split(";")[1:]}
+        # (the test client speaks plain http, so it will not send a Secure cookie back itself)
+        resp = await client.post(
+            "/portal/login",
+            data={"csrf": csrf_of(await text(form)), "token": TOKEN},
+            headers={"Cookie": pre.split(";")[0]},
+            allow_redirects=False,
+        )
+        assert resp.status == 303
+        session = next(c for c in resp.headers.getall("Set-Cookie") if c.startswith("hg_portal="))
+        flags = {part.strip().split("=")[0].lower() for part in session.split(";")[1:]}
+        assert "secure" in flags
 
 
 @pytest.mark.parametrize(

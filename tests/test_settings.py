@@ -26,6 +26,7 @@ def test_values_are_read_from_the_environment() -> None:
             "HOOKGATE_LOG_FORMAT": "console",
             "HOOKGATE_ADMIN_TOKEN": "x" * 16,
             "HOOKGATE_REQUEST_TIMEOUT": "10s",
+            "HOOKGATE_PUBLIC_URL": "https://hooks.example.com:8443/",
         },
         require_token=True,
     )
@@ -35,6 +36,7 @@ def test_values_are_read_from_the_environment() -> None:
     assert s.port == 9001
     assert s.admin_token == "x" * 16
     assert s.request_timeout == 10
+    assert s.public_url == "https://hooks.example.com:8443"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,10 @@ def test_values_are_read_from_the_environment() -> None:
         ("HOOKGATE_REQUEST_TIMEOUT", "0s"),
         ("HOOKGATE_REQUEST_TIMEOUT", "soon"),
         ("HOOKGATE_METRICS_TOKEN", "short"),
+        ("HOOKGATE_PUBLIC_URL", "hooks.example.com"),
+        ("HOOKGATE_PUBLIC_URL", "ftp://hooks.example.com"),
+        ("HOOKGATE_PUBLIC_URL", "https://hooks.example.com/portal"),
+        ("HOOKGATE_PUBLIC_URL", "https://user:pw@hooks.example.com"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:

@@ -19,7 +19,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from .. import keys, validation
-from ..api import JSON_BODY_LIMIT, REDIS, read_json
+from ..api import JSON_BODY_LIMIT, REDIS, SETTINGS, read_json
 from ..durations import format_duration, parse_duration
 from ..errors import ValidationFailed
 from ..store import awaited, iso_ms
@@ -192,6 +192,17 @@ def link_ttl(value: Any) -> float:
     return seconds
 
 
+def public_origin(request: web.Request) -> str:
+    """Where clients reach the gateway: HOOKGATE_PUBLIC_URL, else the request's own origin."""
+    return request.app[SETTINGS].public_url or str(request.url.origin())
+
+
+def is_secure(request: web.Request) -> bool:
+    """Whether cookies get ``Secure``: https as the client sees it (HOOKGATE_PUBLIC_URL when
+    a TLS proxy sits in front), or as the gateway itself sees it."""
+    return request.secure or public_origin(request).startswith("https://")
+
+
 def set_cookie(
     request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
 ) -> None:
@@ -202,13 +213,13 @@ def set_cookie(
         path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=is_secure(request),
     )
 
 
 def clear_cookie(request: web.Request, response: web.StreamResponse, name: str) -> None:
     response.del_cookie(
-        name, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=request.secure
+        name, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=is_secure(request)
     )
 
 
@@ -226,7 +237,7 @@ async def post_portal_link(request: web.Request) -> web.Response:
     validation.reject_unknown(body, {"ttl"})
     ttl = link_ttl(body["ttl"]) if "ttl" in body else LINK_TTL_DEFAULT
     token, expires = await create_link(request.app[REDIS], business, ttl)
-    url = f"{request.url.origin()}{COOKIE_PATH}/link/{token}"
+    url = f"{public_origin(request)}{COOKIE_PATH}/link/{token}"
     return web.json_response(
         {"url": url, "expires_at": iso_ms(expires), "business_id": business}, status=201
     )
