@@ -285,17 +285,6 @@ local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap)
 end
 """
 
-# KEYS: delivery key.  ARGV+: delivery_id, job_id, lease_ms, busy_defer_ms, default_cap
-# One attempt's claim (the path of a job run by arq itself; the worker normally claims while
-# it takes jobs, see TAKE_AND_CLAIM).
-CLAIM = _script(
-    _CLAIM_FN
-    + r"""
-return claim_delivery(KEYS[1], ARGV[12], ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]),
-                      tonumber(ARGV[16]))
-"""
-)
-
 # No KEYS (key names are built from ARGV, as arq itself does).
 # ARGV+: in-progress prefix, retry prefix, in-progress timeout ms, how many, lease_ms,
 #        busy_defer_ms (the least), default_cap, then the job ids arq's poll read.

@@ -140,7 +140,6 @@ class Store:
             raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
         self._ingest_many = redis.register_script(lua.INGEST_MANY)
         self._opened_cache: dict[tuple[str, str | bytes], tuple[tuple[str, int | None], ...]] = {}
-        self._claim = redis.register_script(lua.CLAIM)
         self._take_and_claim = redis.register_script(lua.TAKE_AND_CLAIM)
         self._finish_many = redis.register_script(lua.FINISH_MANY)
         self._rescue = redis.register_script(lua.RESCUE)
@@ -508,21 +507,6 @@ class Store:
     def _lease_ms(self) -> int:
         """How long an attempt holds its endpoint slot unless it finishes first."""
         return int((self.settings.delivery_timeout + 10) * 1000)
-
-    async def claim(self, delivery_id: str, job_id: str, *, busy_defer_ms: int) -> Claim:
-        """Starts one attempt: checks the job is current and takes an endpoint slot."""
-        reply = await self._claim(
-            keys=[keys.delivery(delivery_id)],
-            args=[
-                *self.common_args(now_ms()),
-                delivery_id,
-                job_id,
-                self._lease_ms(),
-                busy_defer_ms,
-                DEFAULT_MAX_IN_FLIGHT,
-            ],
-        )
-        return self._claim_of(reply)
 
     async def take_and_claim(
         self, job_ids: Sequence[bytes], *, wanted: int, in_progress_ms: int, busy_defer_ms: int

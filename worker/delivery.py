@@ -1,8 +1,10 @@
-"""The arq task that makes one delivery attempt and decides what comes next.
+"""One delivery attempt, from its claim to its recorded outcome, and the replay-batch task.
 
-arq fails a job for good on any exception other than Retry/CancelledError, so this task
-catches everything: a failed attempt is recorded and rescheduled by hookgate itself, and
-only a Redis outage (nothing can be recorded) is handed back to arq as ``Retry``.
+The worker claims attempts while it takes their jobs (``HookgateWorker.start_jobs``) and runs
+``attempt`` for each. It catches everything: a failed attempt is recorded and rescheduled by
+hookgate itself. An outcome that cannot be recorded (Redis unreachable) leaves the job queued
+under its in-progress mark, so the attempt runs again once the mark lapses: a duplicate,
+never a lost delivery.
 """
 
 from __future__ import annotations
@@ -49,38 +51,10 @@ class Deps:
     rules: TargetRules
     # Concurrent attempts' FINISH scripts share one round trip.
     finisher: GroupCommit[Finished, str]
-    # Jobs whose arq keys the FINISH script already removed (see HookgateWorker.finish_job).
-    finished_jobs: set[str] = dataclasses.field(default_factory=set)
 
 
 def make_finisher(store: Store) -> GroupCommit[Finished, str]:
     return GroupCommit(store.finish_many, FINISH_GROUP)
-
-
-async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
-    """The arq task for an attempt job arq runs itself: claims, then makes the attempt.
-
-    The worker claims attempt jobs while it takes them (``HookgateWorker.start_jobs``) and
-    calls ``attempt`` directly; this is the same attempt through arq's own job path.
-    """
-    deps: Deps = ctx["hookgate"]
-    job_id: str = ctx["job_id"]
-    try:
-        claim = await deps.store.claim(
-            delivery_id, job_id, busy_defer_ms=int(BUSY_DEFER_MS * (0.5 + random.random()))
-        )
-    except RedisError as exc:
-        log.warning("hookgate.delivery.claim_failed", delivery_id=delivery_id, error=str(exc))
-        raise Retry(defer=1) from exc
-    if claim.kind != "go":
-        log.debug("hookgate.delivery.skipped", delivery_id=delivery_id, reason=claim.kind)
-        return claim.kind
-    outcome = await attempt(deps, delivery_id, job_id, claim)
-    if outcome is None:
-        # Nothing recorded: arq runs this attempt again (a duplicate delivery, never a lost one).
-        raise Retry(defer=2)
-    deps.finished_jobs.add(job_id)
-    return outcome
 
 
 async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> str | None:

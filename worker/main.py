@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from gateway.store import Claim, Store
 
 from . import http
-from .delivery import BUSY_DEFER_MS, Deps, attempt, deliver, make_finisher, replay_batch
+from .delivery import BUSY_DEFER_MS, Deps, attempt, make_finisher, replay_batch
 from .heartbeat import heartbeat_forever
 
 log = structlog.get_logger("hookgate.worker")
@@ -81,14 +81,6 @@ class HookgateWorker(Worker):
         self._backlog = False  # the last poll filled every free slot: more may be due
         self._room = asyncio.Event()  # set when a quarter of the slots are free
 
-    async def finish_job(self, job_id: str, finish: bool, *args: Any, **kwargs: Any) -> None:
-        """Skipped for attempts whose FINISH script already ended the arq job."""
-        deps: Deps | None = self.ctx.get("hookgate")
-        if finish and deps is not None and job_id in deps.finished_jobs:
-            deps.finished_jobs.discard(job_id)
-            return
-        await super().finish_job(job_id, finish, *args, **kwargs)
-
     async def _poll_iteration(self) -> None:
         """arq's poll, surviving a Redis outage: arq lets the error end the process; here the
         worker waits (backing off to 5 s) and goes on once Redis answers again. Jobs it had
@@ -140,11 +132,18 @@ class HookgateWorker(Worker):
             self._room.set()
 
     async def _attempt(self, deps: Deps, job_id: str, claim: Claim) -> None:
+        """One claimed attempt. Whatever happens to it, its job stays queued until its outcome
+        is recorded, so an attempt cut short (shutdown, a hung Redis call past arq's job
+        timeout, a bug) runs again once its in-progress mark lapses."""
         delivery_id = job_id.split(":", 2)[1]
         try:
-            outcome = await attempt(deps, delivery_id, job_id, claim)
+            async with asyncio.timeout(self.job_timeout_s):
+                outcome = await attempt(deps, delivery_id, job_id, claim)
         except asyncio.CancelledError:
             return  # shutdown: the job stays queued and runs again once its mark lapses
+        except TimeoutError:
+            log.warning("hookgate.worker.attempt_timed_out", job_id=job_id)
+            return
         except Exception:  # never let one attempt stop the poll loop (it reads each result)
             log.exception("hookgate.worker.attempt_crashed", job_id=job_id)
             return
@@ -184,7 +183,6 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
 
     return HookgateWorker(
         functions=[
-            func(deliver, name="deliver", max_tries=20),
             func(replay_batch, name="replay_batch", max_tries=20),
         ],
         queue_name=keys.ARQ_QUEUE,
