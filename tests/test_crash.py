@@ -717,9 +717,9 @@ async def _positive(count: Awaitable[int]) -> bool:
 async def test_sweeper_revives_a_delivery_whose_job_arq_gave_up(
     cluster: Cluster, sink: Sink, redis: Redis
 ) -> None:
-    """kill -9 a worker mid-attempt, then do what arq does to a job it gives up on
-    (``max_tries`` spent, or its key expired): drop the job key, its in-progress marker and its
-    queue entry. The delivery is left ``pending`` with no job; the sweeper must revive it."""
+    """kill -9 a worker mid-attempt, then make its job vanish as arq's finish_failed_job would
+    (or an expired or evicted key): drop the job key, its in-progress marker and its queue
+    entry. The delivery is left ``pending`` with no job; the sweeper must revive it."""
     reached = asyncio.Event()
     release = asyncio.Event()
 
@@ -745,7 +745,7 @@ async def test_sweeper_revives_a_delivery_whose_job_arq_gave_up(
     stored = (await redis.hget(keys.delivery(delivery_id), "job") or b"").decode()
     assert stored, "the delivery has a current job"
     job = keys.current_job_id(delivery_id, stored)
-    # arq's finish_failed_job, as when max_tries is exceeded after repeated crashes:
+    # what arq's finish_failed_job removes:
     removed = await redis.delete(
         keys.ARQ_JOB_PREFIX + job, keys.ARQ_IN_PROGRESS_PREFIX + job, f"arq:retry:{job}"
     )
