@@ -211,22 +211,23 @@ def _script(body: str) -> str:
 
 
 # KEYS: registered types hash.
-# ARGV+: idem_ttl_ms, then two per event: its fields, space-separated (check_custom_type 0|1,
-#        event_id, type, business_id, fingerprint or '-', only_endpoint or '-', 'k' followed
-#        by the idempotency key or '_' when none; none of them can hold a space), and its
-#        body. Two arguments per event rather than nine: redis-py packs every argument in
-#        Python, which was a quarter of the gateway's time on batches.
+# ARGV+: idem_ttl_ms, the idempotency key prefix (keys.idempotency), then two per event:
+#        its fields, space-separated (check_custom_type 0|1, event_id, type, business_id,
+#        fingerprint or '-', only_endpoint or '-', 'k' followed by the idempotency key or '_'
+#        when none; none of them can hold a space), and its body. Two arguments per event
+#        rather than nine: redis-py packs every argument in Python, which was a quarter of
+#        the gateway's time on batches.
 # Stores a group of events (a group commit, a batch) in one call; each event on its own is
 # as atomic as the call. Returns kind, payload pairs. Idempotency keys are built here from
-# the prefix (hookgate runs on one Redis primary, never Redis Cluster).
+# their prefix (hookgate runs on one Redis primary, never Redis Cluster).
 INGEST_MANY = _script(r"""
-local idem_ttl = tonumber(ARGV[12])
+local idem_ttl, idem_prefix = tonumber(ARGV[12]), ARGV[13]
 local out, seen = {}, {}
-for a = 13, #ARGV, 2 do
+for a = 14, #ARGV, 2 do
   local check, event_id, etype, business_id, fingerprint, only_ep, idem = string.match(
     ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   if only_ep == '-' then only_ep = '' end
-  local key = string.sub(idem, 1, 1) == 'k' and PREFIX .. 'idem:' .. string.sub(idem, 2)
+  local key = string.sub(idem, 1, 1) == 'k' and idem_prefix .. string.sub(idem, 2)
   local prior = key and redis.call('GET', key)
   if prior then
     out[#out + 1] = 'duplicate'

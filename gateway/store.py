@@ -179,7 +179,7 @@ class Store:
         ttl_ms = int(self.settings.idempotency_ttl * 1000)
         calls = []
         for start in range(0, len(items), INGEST_GROUP):
-            args: list[Any] = [*common, ttl_ms]
+            args: list[Any] = [*common, ttl_ms, keys.idempotency("")]
             for item, event_id in zip(
                 items[start : start + INGEST_GROUP], ids[start : start + INGEST_GROUP], strict=True
             ):
@@ -563,12 +563,9 @@ class Store:
             event_type=as_str(event_type),
         )
 
-    async def finish(self, done: Finished) -> str:
-        """Records an attempt and moves the delivery on (done, next attempt, failed, gone)."""
-        return (await self.finish_many([done]))[0]
-
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
-        """``finish`` for several attempts in one script call, each its own atomic step."""
+        """Records attempts and moves each delivery on (done, next attempt, failed, gone):
+        one script call, each attempt its own atomic step."""
         args: list[Any] = [
             *self.common_args(now_ms()),
             keys.ARQ_IN_PROGRESS_PREFIX,
