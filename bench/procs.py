@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from bench.payloads import BUSINESS_ID
-from gateway.redis_server import free_port, start_redis
+from gateway.cli.redis_server import free_port, start_redis
 
 TOKEN = "bench-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -100,7 +100,7 @@ def hookgate_command(*args: str) -> list[str]:
     beside = Path(sys.executable).parent / "hookgate"
     if beside.exists():
         return [str(beside), *args]
-    return [sys.executable, "-c", "from gateway.cli import main; main()", *args]
+    return [sys.executable, "-c", "from gateway.cli.main import main; main()", *args]
 
 
 class Cluster:

@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 from support import TOKEN, hookgate_exe
 
-from gateway.api import create_app
-from gateway.logs import configure
-from gateway.redis_server import free_port, start_redis
-from gateway.secretbox import SecretBox
-from gateway.settings import Settings
+from gateway.cli.redis_server import free_port, start_redis
+from gateway.core.logs import configure
+from gateway.core.secretbox import SecretBox
+from gateway.core.settings import Settings
+from gateway.web.api import create_app
 from worker.main import build_worker, stop_worker
 
 SECRET_KEY = SecretBox.generate_key()

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from support import TOKEN, hookgate_exe
 
-from gateway.redis_server import free_port
+from gateway.cli.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

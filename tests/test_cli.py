@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from standardwebhooks import Webhook
 from support import run_cli, wait_healthy
 
-from gateway.redis_server import free_port
+from gateway.cli.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

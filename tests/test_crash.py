@@ -23,8 +23,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 from support import AUTH, TOKEN, hookgate_exe, wait_healthy
 
-from gateway import keys
-from gateway.redis_server import free_port, start_redis
+from gateway.cli.redis_server import free_port, start_redis
+from gateway.store import keys
 
 pytestmark = pytest.mark.e2e
 

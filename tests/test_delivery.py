@@ -17,7 +17,7 @@ from conftest import Receiver
 from standardwebhooks import Webhook
 from support import AUTH
 
-from gateway.settings import Settings
+from gateway.core.settings import Settings
 
 Client = TestClient[Any, Any]
 Start = Callable[[Settings], Awaitable[None]]
@@ -178,7 +178,7 @@ async def test_retry_after_is_honoured(
 async def test_timeouts_and_refused_connections_are_recorded_and_retried(
     api: Client, settings: Settings, start_worker: Start, receiver: MakeReceiver
 ) -> None:
-    from gateway.redis_server import free_port
+    from gateway.cli.redis_server import free_port
 
     async def hang(request: web.Request, n: int) -> web.StreamResponse:
         await asyncio.sleep(5)

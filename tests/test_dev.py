@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from support import hookgate_exe
 
-from gateway.redis_server import free_port
+from gateway.cli.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

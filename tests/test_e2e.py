@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from standardwebhooks import Webhook, WebhookVerificationError
 from support import AUTH, run_cli, wait_healthy
 
-from gateway.redis_server import free_port
+from gateway.cli.redis_server import free_port
 from worker.heartbeat import check_heartbeat
 
 pytestmark = pytest.mark.e2e

@@ -19,11 +19,11 @@ from arq.connections import ArqRedis
 from conftest import Receiver
 from support import AUTH, TOKEN
 
-from gateway import keys
-from gateway.api import create_app
-from gateway.portal.charts import hourly_chart, nice_ceiling
-from gateway.portal.views import request_headers
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.store import keys
+from gateway.web.api import create_app
+from gateway.web.portal.charts import hourly_chart, nice_ceiling
+from gateway.web.portal.views import request_headers
 from worker.signing import build_headers
 
 Client = TestClient[Any, Any]

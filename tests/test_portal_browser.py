@@ -21,7 +21,7 @@ from conftest import Receiver
 from playwright.async_api import Browser, Page, async_playwright, expect
 from support import AUTH, TOKEN
 
-from gateway.settings import Settings
+from gateway.core.settings import Settings
 
 Client = TestClient[Any, Any]
 Start = Callable[[Settings], Awaitable[None]]

@@ -17,7 +17,7 @@ from conftest import Receiver
 from standardwebhooks import Webhook
 from support import AUTH
 
-from gateway.settings import Settings
+from gateway.core.settings import Settings
 
 Client = TestClient[Any, Any]
 Start = Callable[[Settings], Awaitable[None]]
@@ -426,8 +426,8 @@ async def test_endpoint_health(
 async def test_index_entries_past_the_retention_are_trimmed(
     api: Client, settings: Settings, redis: ArqRedis
 ) -> None:
-    from gateway.catalog import load_catalog
-    from gateway.store import Store
+    from gateway.core.catalog import load_catalog
+    from gateway.store.store import Store
 
     ep = await endpoint(api, "http://127.0.0.1:9/h")
     await send(api)
@@ -443,9 +443,9 @@ async def test_index_entries_past_the_retention_are_trimmed(
 async def test_overlapping_replays_never_send_a_delivery_twice(
     api: Client, settings: Settings, start_worker: Start, receiver: MakeReceiver, redis: ArqRedis
 ) -> None:
-    from gateway.catalog import load_catalog
-    from gateway.recovery import Recovery
-    from gateway.store import Store
+    from gateway.core.catalog import load_catalog
+    from gateway.store.recovery import Recovery
+    from gateway.store.store import Store
 
     r = await receiver()
     ep = await endpoint(api, r.url)

@@ -4,7 +4,7 @@ from email.utils import format_datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.metrics import LATENCY_BUCKETS, latency_bucket
+from gateway.store.metrics import LATENCY_BUCKETS, latency_bucket
 from worker.retry import decide, jittered, parse_retry_after
 
 SCHEDULE = (5.0, 300.0, 1800.0)

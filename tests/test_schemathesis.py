@@ -30,10 +30,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from support import AUTH, TOKEN
 
-from gateway.api import create_app
-from gateway.openapi import openapi_document
-from gateway.redis_server import free_port
-from gateway.settings import Settings
+from gateway.cli.redis_server import free_port
+from gateway.core.settings import Settings
+from gateway.web.api import create_app
+from gateway.web.openapi import openapi_document
 
 # Enough to cover every operation's positive and negative cases and stay well under a minute.
 EXAMPLES = 100

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import HookgateError
-from gateway.secretbox import SecretBox, SecretBoxError
+from gateway.core.errors import HookgateError
+from gateway.core.secretbox import SecretBox, SecretBoxError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(32, 64))

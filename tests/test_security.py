@@ -16,8 +16,8 @@ from conftest import Receiver
 from standardwebhooks import Webhook
 from support import AUTH
 
-from gateway.secretbox import SecretBox
-from gateway.settings import Settings
+from gateway.core.secretbox import SecretBox
+from gateway.core.settings import Settings
 
 Client = TestClient[Any, Any]
 Start = Callable[[Settings], Awaitable[None]]

@@ -1,8 +1,8 @@
 import pytest
 
-from gateway.durations import format_duration, parse_duration
-from gateway.errors import ConfigError
-from gateway.settings import Settings, parse_schedule
+from gateway.core.durations import format_duration, parse_duration
+from gateway.core.errors import ConfigError
+from gateway.core.settings import Settings, parse_schedule
 
 
 def test_defaults_match_the_documented_ones() -> None:

@@ -4,7 +4,7 @@ import hmac
 
 from standardwebhooks import Webhook
 
-from gateway.ids import new_secret
+from gateway.core.ids import new_secret
 from worker.signing import USER_AGENT, build_headers
 
 BODY = (

@@ -19,16 +19,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.core.targets import (
+    check_literal_url_host,
+    check_url,
+    is_blocked,
+    parse_allowed_networks,
+)
 from worker.ssrf import (
     BlockedDestination,
     GuardedConnector,
     GuardedResolver,
-    check_literal_url_host,
-    check_url,
     find_blocked,
-    is_blocked,
     make_guarded_connector,
-    parse_allowed_networks,
 )
 
 LOOPBACK_8 = (IPv4Network("127.0.0.0/8"),)

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import validation
-from gateway.catalog import load_catalog, matches
-from gateway.errors import ValidationFailed
-from gateway.ids import new_id
-from gateway.settings import TargetRules
+from gateway.core.catalog import load_catalog, matches
+from gateway.core.errors import ValidationFailed
+from gateway.core.ids import new_id
+from gateway.core.targets import TargetRules
+from gateway.web import validation
 
 KNOWN = load_catalog()
 OPEN = TargetRules(https_only=False, allow_private=True)
@@ -184,7 +184,7 @@ def test_ids_are_time_ordered_and_well_formed() -> None:
 def test_an_id_carries_its_time() -> None:
     import time
 
-    from gateway.ids import id_time_ms
+    from gateway.core.ids import id_time_ms
 
     now = int(time.time() * 1000) + 10_000  # ahead of every id made so far in this process
     assert id_time_ms(new_id("evt", now)) == now

@@ -20,11 +20,11 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
-from gateway.groupcommit import GroupCommit
-from gateway.metrics import latency_bucket
-from gateway.recovery import Recovery
-from gateway.settings import TargetRules
-from gateway.store import Claim, Finished, Store
+from gateway.core.targets import TargetRules
+from gateway.store.groupcommit import GroupCommit
+from gateway.store.metrics import latency_bucket
+from gateway.store.recovery import Recovery
+from gateway.store.store import Claim, Finished, Store
 
 from . import http, retry, signing
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from gateway.settings import TargetRules
+from gateway.core.targets import TargetRules, check_url
 
 from . import ssrf
 
@@ -72,7 +72,7 @@ async def post(
     started = time.monotonic()
     if not rules.allow_private:
         # aiohttp connects to IP literals without asking the resolver: judge them here too.
-        reason = ssrf.check_url(url, rules.allowed_networks)
+        reason = check_url(url, rules.allowed_networks)
         if reason is not None:
             return AttemptResult(None, 0.0, f"{BLOCKED}: {url_host(url)} is {reason}")
     try:

@@ -18,11 +18,11 @@ from arq.worker import func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import keys
-from gateway.catalog import load_catalog
-from gateway.recovery import Recovery
-from gateway.settings import Settings
-from gateway.store import Claim, Store
+from gateway.core.catalog import load_catalog
+from gateway.core.settings import Settings
+from gateway.store import keys
+from gateway.store.recovery import Recovery
+from gateway.store.store import Claim, Store
 
 from . import http
 from .delivery import BUSY_DEFER_MS, Deps, attempt, make_finisher, replay_batch

@@ -10,10 +10,10 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__
-from .commands import register
-from .errors import ConfigError, HookgateError
-from .settings import Settings
+from gateway import __version__
+from gateway.cli.commands import register
+from gateway.core.errors import ConfigError, HookgateError
+from gateway.core.settings import Settings
 
 # serve, worker and dev import the server side (aiohttp, redis, arq) when they run, so the
 # operator commands start fast.
@@ -62,8 +62,8 @@ def serve(check: bool) -> None:
     """Run the HTTP API (needs HOOKGATE_ADMIN_TOKEN, HOOKGATE_SECRET_KEY, HOOKGATE_REDIS_URL)."""
     if check:
         check_serve(env_settings())
-    from .logs import configure
-    from .server import serve_forever
+    from gateway.core.logs import configure
+    from gateway.web.server import serve_forever
 
     settings = load_settings(require_token=True)
     configure(settings.log_format)
@@ -107,9 +107,8 @@ def worker(check: bool) -> None:
             click.echo(f"hookgate: unhealthy: {problem}", err=True)
             sys.exit(1)
         sys.exit(0)
+    from gateway.core.logs import configure
     from worker.main import run_worker
-
-    from .logs import configure
 
     settings = load_settings(require_token=False)
     configure(settings.log_format)
@@ -120,7 +119,7 @@ def worker(check: bool) -> None:
 @click.option("--data-dir", default=".hookgate", show_default=True, help="Embedded Redis data.")
 def dev(data_dir: str) -> None:
     """Gateway, worker, an embedded Redis and a verifying sample receiver, in one terminal."""
-    from .dev import run_dev
+    from gateway.cli.dev import run_dev
 
     try:
         run(run_dev(data_dir))

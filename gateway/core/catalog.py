@@ -18,8 +18,8 @@ FAMILY_PATTERN_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*\.\*$")
 
 
 def load_catalog() -> frozenset[str]:
-    """The billing event types shipped with hookgate (``gateway/catalog.json``)."""
-    raw = resources.files("gateway").joinpath("catalog.json").read_text("utf-8")
+    """The billing event types shipped with hookgate (``gateway/core/catalog.json``)."""
+    raw = resources.files("gateway.core").joinpath("catalog.json").read_text("utf-8")
     families: dict[str, list[str]] = json.loads(raw)["families"]
     return frozenset(t for types in families.values() for t in types)
 

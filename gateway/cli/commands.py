@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
-from .client import ApiClient, ApiFailure
-from .durations import parse_time
+from gateway.cli.client import ApiClient, ApiFailure
+from gateway.core.durations import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,9 +13,9 @@ from aiohttp.web_response import Response, StreamResponse
 from aiohttp.web_server import Server
 from redis.asyncio import Redis
 
-from .api import create_app
-from .codec import dumps
-from .settings import Settings
+from gateway.core.codec import dumps
+from gateway.core.settings import Settings
+from gateway.web.api import create_app
 
 log = structlog.get_logger("hookgate.serve")
 

@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from gateway.core.errors import NotFound, ValidationFailed
+from gateway.store.recovery import STATUSES, DeliveryFilter
+from gateway.store.store import iso_ms
+from gateway.web import validation
+from gateway.web.api import ID_RES, KIND_NAMES, RECOVERY, REDIS, SETTINGS, STORE, _window
 from worker.signing import build_headers
 
-from .. import validation
-from ..api import ID_RES, KIND_NAMES, RECOVERY, REDIS, SETTINGS, STORE, _window
-from ..errors import NotFound, ValidationFailed
-from ..recovery import STATUSES, DeliveryFilter
-from ..store import iso_ms
 from . import auth
 from .charts import hourly_chart
 from .site import (

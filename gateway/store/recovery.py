@@ -10,10 +10,10 @@ import dataclasses
 import re
 from typing import Any
 
-from . import keys
-from .errors import Conflict, NotFound, ValidationFailed
-from .ids import new_id
-from .store import (
+from gateway.core.errors import Conflict, NotFound, ValidationFailed
+from gateway.core.ids import new_id
+from gateway.store import keys
+from gateway.store.store import (
     Ingested,
     PreparedEvent,
     Store,
@@ -24,7 +24,7 @@ from .store import (
     iso_ms,
     now_ms,
 )
-from .validation import EventIn, now_timestamp
+from gateway.web.validation import EventIn, now_timestamp
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled", "skipped")
 # What "failed" means to a replay: every delivery that ended without reaching the endpoint.

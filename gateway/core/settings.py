@@ -9,11 +9,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from worker.ssrf import IPNetwork, parse_allowed_networks
-
-from .durations import parse_duration
-from .errors import ConfigError
-from .secretbox import SecretBox
+from gateway.core.durations import parse_duration
+from gateway.core.errors import ConfigError
+from gateway.core.secretbox import SecretBox
+from gateway.core.targets import IPNetwork, TargetRules, parse_allowed_networks
 
 T = TypeVar("T")
 
@@ -21,15 +20,6 @@ SECRET_VARIABLES = frozenset(
     {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN"}
 )
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
-
-
-@dataclasses.dataclass(frozen=True)
-class TargetRules:
-    """Which endpoint URLs are acceptable (checked at creation and again at every connect)."""
-
-    https_only: bool = True
-    allow_private: bool = False
-    allowed_networks: tuple[IPNetwork, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

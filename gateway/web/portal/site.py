@@ -17,9 +17,10 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from redis.exceptions import RedisError
 
-from .. import __version__
-from ..api import REDIS, read_body
-from ..errors import ApiError, BadRequest
+from gateway import __version__
+from gateway.core.errors import ApiError, BadRequest
+from gateway.web.api import REDIS, read_body
+
 from . import auth
 
 log = structlog.get_logger("hookgate.portal")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from . import __version__
-from .recovery import STATUSES
+from gateway import __version__
+from gateway.store.recovery import STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import HookgateError
+from gateway.core.errors import HookgateError
 
 
 def find_redis_server() -> str:

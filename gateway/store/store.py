@@ -18,14 +18,15 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, WatchError
 
-from . import codec, keys, lua
-from .catalog import OPERATIONAL_TYPES
-from .durations import format_duration
-from .errors import ApiError, ConfigError, Conflict, NotFound, ValidationFailed
-from .ids import id_time_ms, new_id, new_secret
-from .secretbox import SecretBox, SecretBoxError
-from .settings import Settings
-from .validation import EndpointFields, EventIn
+from gateway.core import codec
+from gateway.core.catalog import OPERATIONAL_TYPES
+from gateway.core.durations import format_duration
+from gateway.core.errors import ApiError, ConfigError, Conflict, NotFound, ValidationFailed
+from gateway.core.ids import id_time_ms, new_id, new_secret
+from gateway.core.secretbox import SecretBox, SecretBoxError
+from gateway.core.settings import Settings
+from gateway.store import keys, lua
+from gateway.web.validation import EndpointFields, EventIn
 
 T = TypeVar("T")
 

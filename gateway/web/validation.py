@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.ssrf import check_literal_url_host
-
-from .catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
-from .errors import ValidationFailed
-from .settings import TargetRules
+from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
+from gateway.core.errors import ValidationFailed
+from gateway.core.targets import TargetRules, check_literal_url_host
 
 BUSINESS_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")

@@ -18,7 +18,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.errors import HookgateError
+from gateway.core.errors import HookgateError
 
 __all__ = ["KEY_BYTES", "SecretBox", "SecretBoxError"]
 

@@ -18,11 +18,12 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
-from .. import keys, validation
-from ..api import JSON_BODY_LIMIT, REDIS, SETTINGS, read_json
-from ..durations import format_duration, parse_duration
-from ..errors import ValidationFailed
-from ..store import awaited, iso_ms
+from gateway.core.durations import format_duration, parse_duration
+from gateway.core.errors import ValidationFailed
+from gateway.store import keys
+from gateway.store.store import awaited, iso_ms
+from gateway.web import validation
+from gateway.web.api import JSON_BODY_LIMIT, REDIS, SETTINGS, read_json
 
 SESSION_COOKIE = "hg_portal"
 # Forms shown before there is a session (sign-in, opening a link) carry a double-submit token:

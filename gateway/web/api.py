@@ -14,10 +14,11 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from . import __version__, codec, validation
-from .catalog import load_catalog
-from .durations import parse_time
-from .errors import (
+from gateway import __version__
+from gateway.core import codec
+from gateway.core.catalog import load_catalog
+from gateway.core.durations import parse_time
+from gateway.core.errors import (
     ApiError,
     BadRequest,
     NotFound,
@@ -26,12 +27,13 @@ from .errors import (
     Unauthorized,
     ValidationFailed,
 )
-from .ingest import Ingester
-from .metrics import render_metrics
-from .openapi import openapi_document
-from .recovery import STATUSES, DeliveryFilter, Recovery
-from .settings import Settings
-from .store import Ingested, PreparedEvent, Store, fingerprint
+from gateway.core.settings import Settings
+from gateway.store.ingest import Ingester
+from gateway.store.metrics import render_metrics
+from gateway.store.recovery import STATUSES, DeliveryFilter, Recovery
+from gateway.store.store import Ingested, PreparedEvent, Store, fingerprint
+from gateway.web import validation
+from gateway.web.openapi import openapi_document
 
 log = structlog.get_logger("hookgate.api")
 
@@ -488,7 +490,7 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     app[SETTINGS] = settings
     app[REDIS] = redis
     # Imported here: the portal's modules import this one (its keys, validation helpers).
-    from .portal import post_portal_link, setup_portal
+    from gateway.web.portal import post_portal_link, setup_portal
 
     r = app.router
     r.add_post("/v1/events", post_event)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import ApiError
-from .groupcommit import GroupCommit
-from .store import Ingested, PreparedEvent, Store
+from gateway.core.errors import ApiError
+from gateway.store.groupcommit import GroupCommit
+from gateway.store.store import Ingested, PreparedEvent, Store
 
 MAX_GROUP = 256
 

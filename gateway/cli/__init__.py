@@ -1,0 +1,1 @@
+"""The ``hookgate`` command: serve, worker, dev and the operator commands; dev tooling."""
