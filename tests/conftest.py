@@ -23,7 +23,7 @@ from gateway.cli.redis_server import free_port, start_redis
 from gateway.core.logs import configure
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
-from gateway.web.api import create_app
+from gateway.web.app import create_app
 from worker.main import build_worker, stop_worker
 
 SECRET_KEY = SecretBox.generate_key()

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from support import AUTH
 
 from gateway.core.settings import Settings
-from gateway.web.api import create_app
+from gateway.web.app import create_app
 
 Client = TestClient[Any, Any]
 
@@ -348,7 +348,7 @@ async def test_private_targets_are_refused_unless_allowed(settings: Any, redis: 
 
     from aiohttp.test_utils import TestServer
 
-    from gateway.web.api import create_app
+    from gateway.web.app import create_app
 
     strict = dataclasses.replace(settings, allow_private_targets=False, https_only=True)
     client: Client = TestClient(TestServer(create_app(strict, redis)))
@@ -398,7 +398,7 @@ async def test_readyz_answers_503_when_redis_is_gone(settings: Any) -> None:
     from aiohttp.test_utils import TestServer
 
     from gateway.cli.redis_server import free_port
-    from gateway.web.api import create_app
+    from gateway.web.app import create_app
 
     dead = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     redis = ArqRedis.from_url(dead.redis_url)

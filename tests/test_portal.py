@@ -21,7 +21,7 @@ from support import AUTH, TOKEN
 
 from gateway.core.settings import Settings
 from gateway.store import keys
-from gateway.web.api import create_app
+from gateway.web.app import create_app
 from gateway.web.portal.charts import hourly_chart, nice_ceiling
 from gateway.web.portal.views import request_headers
 from worker.signing import build_headers

@@ -32,7 +32,7 @@ from support import AUTH, TOKEN
 
 from gateway.cli.redis_server import free_port
 from gateway.core.settings import Settings
-from gateway.web.api import create_app
+from gateway.web.app import create_app
 from gateway.web.openapi import openapi_document
 
 # Enough to cover every operation's positive and negative cases and stay well under a minute.

@@ -9,6 +9,7 @@ from gateway.core.errors import ValidationFailed
 from gateway.core.ids import new_id
 from gateway.core.targets import TargetRules
 from gateway.web import validation
+from gateway.web.errors import status_of
 
 KNOWN = load_catalog()
 OPEN = TargetRules(https_only=False, allow_private=True)
@@ -73,7 +74,7 @@ def test_any_json_is_accepted_or_refused_with_a_field(value: Any) -> None:
     try:
         validation.event_in(value)
     except ValidationFailed as exc:
-        assert exc.status == 422 and exc.field
+        assert status_of(exc) == 422 and exc.field
 
 
 @pytest.mark.parametrize(

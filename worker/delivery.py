@@ -20,11 +20,12 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
+from gateway.core.model import Claim, Finished
 from gateway.core.targets import TargetRules
 from gateway.store.groupcommit import GroupCommit
 from gateway.store.metrics import latency_bucket
 from gateway.store.recovery import Recovery
-from gateway.store.store import Claim, Finished, Store
+from gateway.store.store import Store
 
 from . import http, retry, signing
 

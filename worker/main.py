@@ -19,10 +19,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.catalog import load_catalog
+from gateway.core.model import Claim
 from gateway.core.settings import Settings
 from gateway.store import keys
 from gateway.store.recovery import Recovery
-from gateway.store.store import Claim, Store
+from gateway.store.store import Store
 
 from . import http
 from .delivery import BUSY_DEFER_MS, Deps, attempt, make_finisher, replay_batch

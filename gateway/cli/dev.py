@@ -23,11 +23,11 @@ from arq.connections import ArqRedis
 from gateway.cli.redis_server import free_port, start_redis
 from gateway.core.errors import ConfigError, HookgateError, NotFound
 from gateway.core.logs import configure
+from gateway.core.model import EndpointFields
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
 from gateway.store.store import Store
 from gateway.web.server import start_site, wait_for_stop
-from gateway.web.validation import EndpointFields
 
 log = structlog.get_logger("hookgate.dev")
 
@@ -164,7 +164,7 @@ async def run_dev(data_dir: str) -> None:
 async def _run(
     settings: Settings, state: DevState, state_path: Path, *, embedded: str | None
 ) -> None:
-    from gateway.web.api import create_app
+    from gateway.web.app import create_app
     from worker.main import build_worker, stop_worker
 
     redis = ArqRedis.from_url(settings.redis_url)

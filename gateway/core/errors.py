@@ -1,15 +1,12 @@
-"""The gateway's exception tree; handlers map every ``ApiError`` to one JSON shape.
+"""hookgate's domain errors: what went wrong, never how HTTP says it.
 
 HookgateError
 ├── ConfigError            a bad environment value; stops start-up
-└── ApiError               answered as {"error": {"code", "message", "details"?}}
-    ├── BadRequest          400
-    ├── Unauthorized        401
-    ├── NotFound            404
-    ├── RequestTimeout      408
-    ├── Conflict            409
-    ├── PayloadTooLarge     413
-    └── ValidationFailed    422
+└── DomainError            code, message, details?: the web layer answers each as
+    │                      {"error": {"code", "message", "details"?}} (``gateway/web/errors.py``)
+    ├── ValidationFailed   a field is missing, of the wrong type or not allowed
+    ├── NotFound           no such id
+    └── Conflict           the state forbids it now (a running replay, a disabled endpoint)
 """
 
 from __future__ import annotations
@@ -25,9 +22,10 @@ class ConfigError(HookgateError):
     """An environment variable holds a value hookgate cannot use."""
 
 
-class ApiError(HookgateError):
-    status = 500
-    code = "internal_error"
+class DomainError(HookgateError):
+    """An operation refused for a reason its caller can act on; ``code`` is stable."""
+
+    code = "error"
 
     def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -36,49 +34,18 @@ class ApiError(HookgateError):
             self.code = code
         self.details = details
 
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            error["details"] = self.details
-        return {"error": error}
 
-
-class BadRequest(ApiError):
-    status = 400
-    code = "bad_request"
-
-
-class Unauthorized(ApiError):
-    status = 401
-    code = "unauthorized"
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-
-
-class RequestTimeout(ApiError):
-    """The client did not send its whole body in time; the connection is closed after."""
-
-    status = 408
-    code = "request_timeout"
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
-
-
-class ValidationFailed(ApiError):
-    status = 422
+class ValidationFailed(DomainError):
     code = "validation_failed"
 
     def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
         super().__init__(f"{field}: {message}", code=code, details={"field": field})
         self.field = field
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"

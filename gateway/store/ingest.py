@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.core.errors import ApiError
+from gateway.core.errors import DomainError
+from gateway.core.model import Ingested, PreparedEvent
 from gateway.store.groupcommit import GroupCommit
-from gateway.store.store import Ingested, PreparedEvent, Store
+from gateway.store.store import Store
 
 MAX_GROUP = 256
 
@@ -18,11 +19,11 @@ MAX_GROUP = 256
 class Ingester:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._group: GroupCommit[PreparedEvent, Ingested | ApiError] = GroupCommit(
+        self._group: GroupCommit[PreparedEvent, Ingested | DomainError] = GroupCommit(
             store.ingest, MAX_GROUP
         )
 
-    async def submit(self, items: Sequence[PreparedEvent]) -> list[Ingested | ApiError]:
+    async def submit(self, items: Sequence[PreparedEvent]) -> list[Ingested | DomainError]:
         """Stores ``items``; returns once they are written (or raises the store's error)."""
         if len(items) > 1:
             return await self.store.ingest(items)  # a batch is its own group

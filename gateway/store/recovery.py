@@ -10,21 +10,18 @@ import dataclasses
 import re
 from typing import Any
 
+from gateway.core.clock import iso_ms, now_ms, now_timestamp
 from gateway.core.errors import Conflict, NotFound, ValidationFailed
 from gateway.core.ids import new_id
+from gateway.core.model import EventIn, Ingested, PreparedEvent
 from gateway.store import keys
 from gateway.store.store import (
-    Ingested,
-    PreparedEvent,
     Store,
     as_str,
     awaited,
     decode_hash,
     delivery_view,
-    iso_ms,
-    now_ms,
 )
-from gateway.web.validation import EventIn, now_timestamp
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled", "skipped")
 # What "failed" means to a replay: every delivery that ended without reaching the endpoint.

@@ -6,13 +6,11 @@ each multi-key state change is one Lua script from ``lua.py``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -20,13 +18,14 @@ from redis.exceptions import NoScriptError, WatchError
 
 from gateway.core import codec
 from gateway.core.catalog import OPERATIONAL_TYPES
+from gateway.core.clock import iso_ms, now_ms
 from gateway.core.durations import format_duration
-from gateway.core.errors import ApiError, ConfigError, Conflict, NotFound, ValidationFailed
+from gateway.core.errors import ConfigError, Conflict, DomainError, NotFound, ValidationFailed
 from gateway.core.ids import id_time_ms, new_id, new_secret
+from gateway.core.model import Claim, EndpointFields, EventIn, Finished, Ingested, PreparedEvent
 from gateway.core.secretbox import SecretBox, SecretBoxError
 from gateway.core.settings import Settings
 from gateway.store import keys, lua
-from gateway.web.validation import EndpointFields, EventIn
 
 T = TypeVar("T")
 
@@ -35,17 +34,6 @@ JOB_EXPIRY_MS = 86_400_000  # an arq job key outlives its due time by a day, lik
 INGEST_GROUP = 200
 OPENED_CACHE_SIZE = 10_000  # endpoints whose opened secrets a process keeps
 DEFAULT_MAX_IN_FLIGHT = 10  # attempts open at once per endpoint, unless the endpoint says
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso_ms(ms: int | str | bytes | None) -> str | None:
-    if ms is None or ms == "" or ms == b"":
-        return None
-    value = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def encode_envelope(event: EventIn) -> bytes:
@@ -62,53 +50,6 @@ def encode_envelope(event: EventIn) -> bytes:
 def fingerprint(raw: Any) -> str:
     """What an Idempotency-Key is bound to: the request as the client sent it."""
     return hashlib.sha256(codec.dumps(raw, sort_keys=True)).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedEvent:
-    event: EventIn
-    idempotency_key: str | None
-    fingerprint: str
-    only_endpoint: str = ""  # deliver to this endpoint alone (test events)
-
-
-@dataclasses.dataclass(frozen=True)
-class Ingested:
-    event_id: str
-    deliveries: tuple[str, ...]
-    duplicate: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """What the worker needs for one attempt, or why there is no attempt to make."""
-
-    kind: Literal["go", "stale", "gone", "busy", "cancelled", "failed"]
-    body: bytes = b""
-    url: str = ""
-    secrets: tuple[str, ...] = ()
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    attempt: int = 0
-    event_id: str = ""
-    endpoint_id: str = ""
-    chain: int = 0  # 0 for the first attempt chain, n for the nth replay
-    event_type: str = ""
-    # Set when the endpoint's secrets cannot be opened (a wrong HOOKGATE_SECRET_KEY): the
-    # attempt is recorded as failed and retried, so fixing the key lets it through.
-    secret_error: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Finished:
-    """One attempt's outcome, for the FINISH script."""
-
-    delivery_id: str
-    job_id: str
-    record: dict[str, Any]
-    outcome: str  # succeeded | retry | failed | gone
-    next_at_ms: int
-    latency_bucket: str
-    latency_s: float
 
 
 async def awaited(result: Awaitable[T] | T) -> T:
@@ -168,7 +109,7 @@ class Store:
 
     # ---- ingest ---------------------------------------------------------------------------
 
-    async def ingest(self, items: Sequence[PreparedEvent]) -> list[Ingested | ApiError]:
+    async def ingest(self, items: Sequence[PreparedEvent]) -> list[Ingested | DomainError]:
         """Store events and their deliveries and enqueue first attempts, one atomic step each.
 
         All items go to Redis in one round trip. When this returns, each ``Ingested`` is
@@ -196,7 +137,7 @@ class Store:
             calls.append(([keys.EVENT_TYPES], args))
         flat = [r for group in await self._pipelined(self._ingest_many, calls) for r in group]
         replies = [flat[k : k + 2] for k in range(0, len(flat), 2)]
-        results: list[Ingested | ApiError] = []
+        results: list[Ingested | DomainError] = []
         for item, event_id, reply in zip(items, ids, replies, strict=True):
             results.append(await self._ingest_result(item, event_id, reply))
         return results
@@ -224,7 +165,7 @@ class Store:
 
     async def _ingest_result(
         self, item: PreparedEvent, event_id: str, reply: list[bytes]
-    ) -> Ingested | ApiError:
+    ) -> Ingested | DomainError:
         kind = as_str(reply[0])
         if kind == "created":
             made = as_str(reply[1])

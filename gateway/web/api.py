@@ -2,174 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import __version__
-from gateway.core import codec
-from gateway.core.catalog import load_catalog
-from gateway.core.durations import parse_time
-from gateway.core.errors import (
-    ApiError,
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-    RequestTimeout,
-    Unauthorized,
-    ValidationFailed,
-)
-from gateway.core.settings import Settings
-from gateway.store.ingest import Ingester
+from gateway.core.errors import DomainError, ValidationFailed
+from gateway.core.model import Ingested, PreparedEvent
 from gateway.store.metrics import render_metrics
-from gateway.store.recovery import STATUSES, DeliveryFilter, Recovery
-from gateway.store.store import Ingested, PreparedEvent, Store, fingerprint
+from gateway.store.recovery import STATUSES, DeliveryFilter
+from gateway.store.store import fingerprint
 from gateway.web import validation
+from gateway.web.context import INGESTER, RECOVERY, REDIS, SETTINGS, STORE
+from gateway.web.errors import Unauthorized, body_of, error_response, json_response, status_of
 from gateway.web.openapi import openapi_document
+from gateway.web.requests import (
+    BATCH_BODY_LIMIT,
+    BATCH_MAX_EVENTS,
+    EVENT_BODY_LIMIT,
+    JSON_BODY_LIMIT,
+    path_id,
+    query_id,
+    read_json,
+    window,
+)
 
 log = structlog.get_logger("hookgate.api")
-
-EVENT_BODY_LIMIT = 256 * 1024
-BATCH_BODY_LIMIT = 16 * 1024 * 1024
-BATCH_MAX_EVENTS = 1000
-JSON_BODY_LIMIT = 64 * 1024  # endpoints, event types
-
-ID_RES = {
-    "evt": re.compile(r"^evt_[0-9A-Z]{26}$"),
-    "ep": re.compile(r"^ep_[0-9A-Z]{26}$"),
-    "dlv": re.compile(r"^dlv_[0-9A-Z]{26}[0-9a-f]{1,8}$"),
-    "rpl": re.compile(r"^rpl_[0-9A-Z]{26}$"),
-}
-
-KIND_NAMES = {"evt": "event", "ep": "endpoint", "dlv": "delivery", "rpl": "replay"}
-
-STORE = web.AppKey("store", Store)
-RECOVERY = web.AppKey("recovery", Recovery)
-INGESTER = web.AppKey("ingester", Ingester)
-SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", Redis)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=codec.dumps(data), status=status, content_type="application/json")
-
-
-def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return json_response({"error": error}, status=status)
-
-
-def api_middleware(token: str) -> Any:
-    """Bearer authentication of /v1/* and the one JSON error shape, in one middleware (each
-    middleware layer costs every request a little)."""
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            if request.path.startswith("/v1/"):
-                given = request.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    raise Unauthorized("missing or wrong bearer token")
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise  # redirects and other non-errors pass through
-            return _http_error(exc)
-        except Exception as exc:
-            return _error_answer(request, exc)
-
-    return middleware
-
-
-def _http_error(exc: web.HTTPException) -> web.Response:
-    code = STATUS_CODES.get(exc.status, "http_error")
-    response = error_response(exc.status, code, exc.reason)
-    if exc.status == 405 and "Allow" in exc.headers:
-        response.headers["Allow"] = exc.headers["Allow"]
-    return response
-
-
-def _error_answer(request: web.Request, exc: Exception) -> web.Response:
-    if isinstance(exc, ApiError):
-        response = json_response(exc.body(), status=exc.status)
-        if exc.status in (408, 413):
-            response.force_close()  # the rest of the body is never read: drop the connection
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="hookgate"'
-        return response
-    if isinstance(exc, RedisError):
-        log.error("hookgate.api.redis_unavailable", error=str(exc), path=request.path)
-        return error_response(503, "store_unavailable", "the event store is unavailable; retry")
-    log.exception("hookgate.api.unhandled", path=request.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error")
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading them all, and
-    refusing a client that takes longer than ``HOOKGATE_REQUEST_TIMEOUT`` to send it (a
-    slow-body client would otherwise hold its connection and handler for as long as it
-    likes)."""
-    if request.content.is_eof():  # the whole body is already here (most small requests)
-        return await _read_body(request, limit)
-    seconds = request.app[SETTINGS].request_timeout
-    try:
-        async with asyncio.timeout(seconds):
-            return await _read_body(request, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the body did not arrive within {seconds:g} s") from None
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise PayloadTooLarge(f"the body is over {limit // 1024} KB")
-        return await request.read()  # a known length within the limit: one read
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"the body is over {limit // 1024} KB")
-    return bytes(data)
-
-
-async def read_json(request: web.Request, limit: int) -> Any:
-    raw = await read_body(request, limit)
-    try:
-        return codec.loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:
-        raise BadRequest("the body nests too deeply", code="invalid_json") from None
-
-
-def path_id(request: web.Request, kind: str) -> str:
-    value = request.match_info["id"]
-    if not ID_RES[kind].match(value):
-        raise NotFound(f"no {KIND_NAMES[kind]} {value!r}")
-    return value
 
 
 def ingested_view(result: Ingested, prepared: PreparedEvent) -> dict[str, Any]:
@@ -195,7 +57,7 @@ async def post_event(request: web.Request) -> web.Response:
     # The fingerprint binds an Idempotency-Key to its body; without a key there is none to bind.
     prepared = PreparedEvent(event, idem, fingerprint(raw) if idem else "")
     [result] = await request.app[INGESTER].submit([prepared])
-    if isinstance(result, ApiError):
+    if isinstance(result, DomainError):
         raise result
     response = json_response(ingested_view(result, prepared), status=202)
     if result.duplicate:
@@ -224,13 +86,13 @@ async def post_event_batch(request: web.Request) -> web.Response:
             body = {k: v for k, v in item.items() if k != "idempotency_key"}
             fp = fingerprint(body) if idem else ""
             prepared.append((i, PreparedEvent(event, idem, fp)))
-        except ApiError as exc:
-            results[i] = {"index": i, "status": exc.status, **exc.body()}
+        except DomainError as exc:
+            results[i] = {"index": i, "status": status_of(exc), **body_of(exc)}
     if prepared:
         stored = await request.app[INGESTER].submit([p for _, p in prepared])
         for (i, item), result in zip(prepared, stored, strict=True):
-            if isinstance(result, ApiError):
-                results[i] = {"index": i, "status": result.status, **result.body()}
+            if isinstance(result, DomainError):
+                results[i] = {"index": i, "status": status_of(result), **body_of(result)}
             else:
                 results[i] = {"index": i, "status": 202, **ingested_view(result, item)}
     accepted = sum(1 for r in results if r is not None and r["status"] == 202)
@@ -321,35 +183,6 @@ async def get_delivery(request: web.Request) -> web.Response:
     return json_response(await request.app[STORE].get_delivery(path_id(request, "dlv")))
 
 
-def _time_param(value: Any, field: str, now: float) -> int:
-    if not isinstance(value, str):
-        raise ValidationFailed(field, "must be a duration like 2h or an RFC 3339 time")
-    try:
-        return int(parse_time(value, now) * 1000)
-    except ValueError as exc:
-        raise ValidationFailed(field, str(exc)) from None
-
-
-def _window(since: Any, until: Any, *, since_required: bool) -> tuple[int | None, int | None]:
-    now = time.time()
-    since_ms = None
-    if since is not None:
-        since_ms = _time_param(since, "since", now)
-    elif since_required:
-        raise ValidationFailed("since", "is required")
-    until_ms = None if until is None else _time_param(until, "until", now)
-    if since_ms is not None and until_ms is not None and until_ms < since_ms:
-        raise ValidationFailed("until", "is before since")
-    return since_ms, until_ms
-
-
-def _query_id(query: Any, name: str, kind: str) -> str | None:
-    value = query.get(name)
-    if value is not None and not ID_RES[kind].match(value):
-        raise ValidationFailed(name, f"is not a {KIND_NAMES[kind]} id")
-    return value  # type: ignore[no-any-return]
-
-
 LIST_PARAMS = {
     "endpoint_id",
     "event_id",
@@ -381,10 +214,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
         limit = 0
     if not 1 <= limit <= 500:
         raise ValidationFailed("limit", "must be a whole number from 1 to 500")
-    since_ms, until_ms = _window(q.get("since"), q.get("until"), since_required=False)
+    since_ms, until_ms = window(q.get("since"), q.get("until"), since_required=False)
     flt = DeliveryFilter(
-        endpoint_id=_query_id(q, "endpoint_id", "ep"),
-        event_id=_query_id(q, "event_id", "evt"),
+        endpoint_id=query_id(q, "endpoint_id", "ep"),
+        event_id=query_id(q, "event_id", "evt"),
         business_id=business,
         status=status,
         event_type=event_type,
@@ -406,7 +239,7 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     endpoint_id = path_id(request, "ep")
     raw = validation.require_object(await read_json(request, JSON_BODY_LIMIT))
     validation.reject_unknown(raw, {"since", "until", "status", "dry_run"})
-    since_ms, until_ms = _window(raw.get("since"), raw.get("until"), since_required=True)
+    since_ms, until_ms = window(raw.get("since"), raw.get("until"), since_required=True)
     status = raw.get("status", "failed")
     if status not in ("failed", "all"):
         raise ValidationFailed("status", 'must be "failed" or "all"')
@@ -477,21 +310,8 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
-def create_app(settings: Settings, redis: Redis) -> web.Application:
-    """The gateway application over an injected Redis pool (closed by the caller)."""
-    app = web.Application(
-        middlewares=[api_middleware(settings.admin_token)],
-        client_max_size=BATCH_BODY_LIMIT + 1,
-    )
-    store = Store(redis, settings, load_catalog())
-    app[STORE] = store
-    app[INGESTER] = Ingester(store)
-    app[RECOVERY] = Recovery(store)
-    app[SETTINGS] = settings
-    app[REDIS] = redis
-    # Imported here: the portal's modules import this one (its keys, validation helpers).
-    from gateway.web.portal import post_portal_link, setup_portal
-
+def add_routes(app: web.Application) -> None:
+    """The JSON API's routes, health checks, metrics and the OpenAPI document."""
     r = app.router
     r.add_post("/v1/events", post_event)
     r.add_post("/v1/events/batch", post_event_batch)
@@ -512,10 +332,7 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     r.add_get("/v1/deliveries/{id}", get_delivery)
     r.add_post("/v1/deliveries/{id}/replay", replay_delivery)
     r.add_get("/v1/replays/{id}", get_replay)
-    r.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
-    setup_portal(app)
-    return app

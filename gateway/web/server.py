@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 
 from gateway.core.codec import dumps
 from gateway.core.settings import Settings
-from gateway.web.api import create_app
+from gateway.web.app import create_app
+from gateway.web.errors import error_body
 
 log = structlog.get_logger("hookgate.serve")
 
@@ -47,7 +48,7 @@ class _Handler(RequestHandler):
             return super().handle_error(request, status, exc, message)
         log.info("hookgate.serve.bad_http", status=status, error=type(exc).__name__)
         reason = "the HTTP request is malformed or its headers are too large"
-        body = {"error": {"code": "bad_http_request", "message": reason}}
+        body = error_body("bad_http_request", reason)
         response = Response(body=dumps(body), status=status, content_type="application/json")
         response.force_close()
         return response
@@ -70,7 +71,7 @@ async def start_site(
 ) -> web.AppRunner:
     """Serves ``app``. A connection that has not sent a whole request's headers within
     ``request_timeout`` (slow headers, or idle between keep-alive requests) is closed; bodies
-    are bounded by the same time where they are read (``api.read_body``), after which the
+    are bounded by the same time where they are read (``requests.read_body``), after which the
     rest of a refused body is drained for at most 5 s more (so the client can read the answer)
     before the connection is closed."""
     runner = _Runner(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
+from gateway.core.clock import now_timestamp
 from gateway.core.errors import ValidationFailed
+from gateway.core.model import EndpointFields, EventIn
 from gateway.core.targets import TargetRules, check_literal_url_host
 
 BUSINESS_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
@@ -38,26 +38,6 @@ MAX_CUSTOM_HEADERS = 20
 MAX_EVENT_TYPES = 100
 MAX_URL_LENGTH = 2048
 MAX_IN_FLIGHT = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class EventIn:
-    business_id: str
-    type: str
-    timestamp: str
-    data: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class EndpointFields:
-    """The writable fields of an endpoint; ``None`` means "not given" in a PATCH."""
-
-    business_id: str | None = None
-    url: str | None = None
-    event_types: tuple[str, ...] | None = None
-    description: str | None = None
-    headers: dict[str, str] | None = None
-    max_in_flight: int | None = None
 
 
 def require_object(value: Any, field: str = "body") -> dict[str, Any]:
@@ -111,20 +91,6 @@ def timestamp(value: Any, field: str = "timestamp") -> str:
     if "T" not in value.upper() or parsed.tzinfo is None:
         raise ValidationFailed(field, "must be an RFC 3339 date-time with a UTC offset")
     return value
-
-
-_stamp = (-1, "")  # the last millisecond formatted, and its text
-
-
-def now_timestamp() -> str:
-    """Now as ``2026-11-21T06:48:41.516Z`` (formatted once per millisecond: a batch of events
-    arrives within one)."""
-    global _stamp
-    ms = time.time_ns() // 1_000_000
-    if ms != _stamp[0]:
-        second = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _stamp = (ms, f"{second}.{ms % 1000:03d}Z")
-    return _stamp[1]
 
 
 def event_in(obj: Any, prefix: str = "") -> EventIn:

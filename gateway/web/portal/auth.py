@@ -18,12 +18,14 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.core.clock import iso_ms
 from gateway.core.durations import format_duration, parse_duration
 from gateway.core.errors import ValidationFailed
 from gateway.store import keys
-from gateway.store.store import awaited, iso_ms
+from gateway.store.store import awaited
 from gateway.web import validation
-from gateway.web.api import JSON_BODY_LIMIT, REDIS, SETTINGS, read_json
+from gateway.web.context import REDIS, SETTINGS
+from gateway.web.requests import JSON_BODY_LIMIT, read_json
 
 SESSION_COOKIE = "hg_portal"
 # Forms shown before there is a session (sign-in, opening a link) carry a double-submit token:

@@ -18,8 +18,10 @@ from multidict import MultiDict, MultiDictProxy
 from redis.exceptions import RedisError
 
 from gateway import __version__
-from gateway.core.errors import ApiError, BadRequest
-from gateway.web.api import REDIS, read_body
+from gateway.core.errors import DomainError
+from gateway.web.context import REDIS
+from gateway.web.errors import BadRequest, error_response, status_of
+from gateway.web.requests import read_body
 
 from . import auth
 
@@ -176,7 +178,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     SESSION.set(session)
     if session is None and not public and route is not None:
         if route == "portal.replay_progress":
-            return web.json_response({"error": "not signed in"}, status=401)
+            return error_response(401, "unauthorized", "not signed in")
         return _login_redirect(request)
     if request.method == "POST":
         form = await _read_form(request)
@@ -219,8 +221,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         message = {404: "There is no such page.", 405: "This page does not take that method."}
         response = error_page(request, exc.status, message.get(exc.status, exc.reason))
-    except ApiError as exc:
-        response = error_page(request, exc.status, exc.message)
+    except DomainError as exc:
+        response = error_page(request, status_of(exc), exc.message)
     except RedisError as exc:
         log.error("hookgate.portal.redis_unavailable", error=str(exc), path=request.path)
         response = error_page(request, 503, "The store is unavailable; try again shortly.")

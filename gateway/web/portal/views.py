@@ -1,5 +1,5 @@
 """The portal's pages. Each one calls the same store and recovery functions as the JSON API
-(``gateway/api.py``) and checks input with the same validation; a merchant's session sees its
+(``gateway/web/api.py``) and checks input with the same validation; a merchant's session sees its
 own business only, and anything else answers 404 as if it did not exist."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from gateway.core.clock import iso_ms
 from gateway.core.errors import NotFound, ValidationFailed
 from gateway.store.recovery import STATUSES, DeliveryFilter
-from gateway.store.store import iso_ms
 from gateway.web import validation
-from gateway.web.api import ID_RES, KIND_NAMES, RECOVERY, REDIS, SETTINGS, STORE, _window
+from gateway.web.context import RECOVERY, REDIS, SETTINGS, STORE
+from gateway.web.requests import ID_RES, KIND_NAMES, window
 from worker.signing import build_headers
 
 from . import auth
@@ -340,7 +341,7 @@ async def deliveries(request: web.Request) -> web.Response:
         if not ID_RES["ep"].match(endpoint_id):
             raise ValidationFailed("endpoint_id", "is not an endpoint id")
         await _endpoint(request, endpoint_id)
-    since_ms, until_ms = _window(q.get("since"), q.get("until"), since_required=False)
+    since_ms, until_ms = window(q.get("since"), q.get("until"), since_required=False)
     flt = DeliveryFilter(
         endpoint_id=endpoint_id,
         business_id=business,
@@ -433,7 +434,7 @@ async def _recover_window(
     if not ID_RES["ep"].match(endpoint_id):
         raise ValidationFailed("endpoint_id", "is not an endpoint id")
     endpoint = await _endpoint(request, endpoint_id)
-    since_ms, until_ms = _window(values.get("since"), values.get("until"), since_required=True)
+    since_ms, until_ms = window(values.get("since"), values.get("until"), since_required=True)
     assert since_ms is not None
     until = until_ms if until_ms is not None else int(time.time() * 1000)
     return endpoint, since_ms, until, _replay_status(values.get("status"))

@@ -1,0 +1,74 @@
+"""Frozen data types that cross layers: what the web layer hands the store, what the store
+hands the worker. No I/O; no HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class EventIn:
+    business_id: str
+    type: str
+    timestamp: str
+    data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointFields:
+    """The writable fields of an endpoint; ``None`` means "not given" in a PATCH."""
+
+    business_id: str | None = None
+    url: str | None = None
+    event_types: tuple[str, ...] | None = None
+    description: str | None = None
+    headers: dict[str, str] | None = None
+    max_in_flight: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedEvent:
+    event: EventIn
+    idempotency_key: str | None
+    fingerprint: str
+    only_endpoint: str = ""  # deliver to this endpoint alone (test events)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    event_id: str
+    deliveries: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What the worker needs for one attempt, or why there is no attempt to make."""
+
+    kind: Literal["go", "stale", "gone", "busy", "cancelled", "failed"]
+    body: bytes = b""
+    url: str = ""
+    secrets: tuple[str, ...] = ()
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    attempt: int = 0
+    event_id: str = ""
+    endpoint_id: str = ""
+    chain: int = 0  # 0 for the first attempt chain, n for the nth replay
+    event_type: str = ""
+    # Set when the endpoint's secrets cannot be opened (a wrong HOOKGATE_SECRET_KEY): the
+    # attempt is recorded as failed and retried, so fixing the key lets it through.
+    secret_error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """One attempt's outcome, for the FINISH script."""
+
+    delivery_id: str
+    job_id: str
+    record: dict[str, Any]
+    outcome: str  # succeeded | retry | failed | gone
+    next_at_ms: int
+    latency_bucket: str
+    latency_s: float

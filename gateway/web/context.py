@@ -1,0 +1,18 @@
+"""The application's shared objects, as typed aiohttp app keys: the store, recovery, ingester,
+settings and Redis pool that ``create_app`` puts in and every handler (API and portal) reads."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway.core.settings import Settings
+from gateway.store.ingest import Ingester
+from gateway.store.recovery import Recovery
+from gateway.store.store import Store
+
+STORE = web.AppKey("store", Store)
+RECOVERY = web.AppKey("recovery", Recovery)
+INGESTER = web.AppKey("ingester", Ingester)
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)

@@ -1,0 +1,142 @@
+"""The one JSON error shape, and the one place that turns errors into HTTP answers.
+
+Domain errors (``gateway.core.errors``) carry no status: ``STATUS`` maps each class to one
+here. The errors below exist only at the HTTP boundary (a body too large, too slow, not JSON,
+a missing token). ``error_body`` is the only builder of the envelope
+``{"error": {"code", "message", "details"?}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from gateway.core import codec
+from gateway.core.errors import Conflict, DomainError, NotFound, ValidationFailed
+
+log = structlog.get_logger("hookgate.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadRequest(DomainError):
+    """The request cannot be read at all (not JSON, not UTF-8)."""
+
+    code = "bad_request"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class RequestTimeout(DomainError):
+    """The client did not send its whole body in time; the connection is closed after."""
+
+    code = "request_timeout"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+
+
+STATUS: dict[type[DomainError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    RequestTimeout: 408,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    ValidationFailed: 422,
+}
+
+# Codes for aiohttp's own HTTP errors (no route, wrong method, …).
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status a domain error is answered with (400 when no class of it is mapped)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def body_of(exc: DomainError) -> dict[str, Any]:
+    return error_body(exc.code, exc.message, exc.details)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=codec.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    return json_response(error_body(code, message, details), status=status)
+
+
+def domain_error_response(exc: DomainError) -> web.Response:
+    status = status_of(exc)
+    response = json_response(body_of(exc), status=status)
+    if status in (408, 413):
+        response.force_close()  # the rest of the body is never read: drop the connection
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hookgate"'
+    return response
+
+
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    response = error_response(exc.status, HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def unexpected_error_response(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, RedisError):
+        log.error("hookgate.api.redis_unavailable", error=str(exc), path=request.path)
+        return error_response(503, "store_unavailable", "the event store is unavailable; retry")
+    log.exception("hookgate.api.unhandled", path=request.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def api_middleware(expected: bytes) -> Any:
+    """Bearer authentication of /v1/* and the one JSON error shape, in one middleware (each
+    middleware layer costs every request a little)."""
+    import hmac
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path.startswith("/v1/"):
+                given = request.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    raise Unauthorized("missing or wrong bearer token")
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # redirects and other non-errors pass through
+            return http_error_response(exc)
+        except DomainError as exc:
+            return domain_error_response(exc)
+        except Exception as exc:
+            return unexpected_error_response(request, exc)
+
+    return middleware
