@@ -11,13 +11,15 @@ from urllib.parse import urlsplit
 
 from gateway.core.durations import parse_duration
 from gateway.core.errors import ConfigError
+from gateway.core.redisurl import RedisTarget, parse_redis_url
 from gateway.core.secretbox import SecretBox
 from gateway.core.targets import IPNetwork, TargetRules, parse_allowed_networks
 
 T = TypeVar("T")
 
+# Never echoed in an error, not even when wrong (a Redis URL can hold a password).
 SECRET_VARIABLES = frozenset(
-    {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN"}
+    {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN", "HOOKGATE_REDIS_URL"}
 )
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 
@@ -27,6 +29,12 @@ class Settings:
     """Everything hookgate's processes are configured with; passed down, never global."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Replicas that must hold an acknowledged write before the client hears 202 (Redis WAIT);
+    # None: 1 behind Sentinel, 0 for a single Redis.
+    redis_wait_replicas: int | None = None
+    redis_wait_timeout: float = 0.1
+    # Start on a Redis without AOF (a throw-away setup), with a warning, instead of refusing.
+    allow_non_durable_redis: bool = False
     admin_token: str = dataclasses.field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -72,6 +80,17 @@ class Settings:
         return TargetRules(self.https_only, self.allow_private_targets, self.allowed_networks)
 
     @property
+    def redis(self) -> RedisTarget:
+        return parse_redis_url(self.redis_url)
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas a write must reach before it is acknowledged to a client."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis.is_sentinel else 0
+
+    @property
     def max_attempts(self) -> int:
         return len(self.retry_schedule) + 1
 
@@ -98,7 +117,25 @@ class Settings:
                 shown = name if name in SECRET_VARIABLES else f"{name}={raw!r}"
                 raise ConfigError(f"{shown} is invalid: expected {accepts} ({exc})") from None
 
-        read("HOOKGATE_REDIS_URL", "redis_url", _redis_url, "a redis:// or rediss:// URL")
+        read(
+            "HOOKGATE_REDIS_URL",
+            "redis_url",
+            _redis_url,
+            "redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port…]/master[/db]",
+        )
+        read("HOOKGATE_REDIS_WAIT_REPLICAS", "redis_wait_replicas", _replicas, "a number 0-16")
+        read(
+            "HOOKGATE_REDIS_WAIT_TIMEOUT",
+            "redis_wait_timeout",
+            _positive,
+            "a duration such as 100ms",
+        )
+        read(
+            "HOOKGATE_ALLOW_NON_DURABLE_REDIS",
+            "allow_non_durable_redis",
+            parse_bool,
+            "true or false",
+        )
         read("HOOKGATE_ADMIN_TOKEN", "admin_token", _token, "at least 16 visible characters")
         read("HOOKGATE_HOST", "host", _nonempty, "a host name or address")
         read("HOOKGATE_PORT", "port", _port, "a port number 1-65535")
@@ -172,9 +209,15 @@ def parse_bool(text: str) -> bool:
 
 
 def _redis_url(text: str) -> str:
-    if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("unknown scheme")
+    parse_redis_url(text)  # raises ValueError saying what is wrong, never echoing a password
     return text
+
+
+def _replicas(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 16:
+        raise ValueError("out of range")
+    return value
 
 
 def _public_url(text: str) -> str:
