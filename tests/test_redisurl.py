@@ -96,7 +96,13 @@ def test_bad_redis_settings_name_the_variable(name: str, value: str) -> None:
 
 @given(st.text(max_size=80))
 def test_any_text_parses_or_raises_value_error(text: str) -> None:
+    """Nothing but ValueError escapes, and what parses describes itself without a password."""
     try:
-        parse_redis_url(text)
+        target = parse_redis_url(text)
     except ValueError:
-        pass
+        return
+    if target.is_sentinel:
+        assert target.master in target.describe()
+        assert target.password is None or f":{target.password}@" not in target.describe()
+    else:
+        assert target.url == text
