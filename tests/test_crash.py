@@ -24,15 +24,15 @@ from redis.asyncio import Redis
 from support import AUTH, TOKEN, hookgate_exe, wait_healthy
 
 from gateway.cli.redis_server import free_port, start_redis
-from gateway.store import keys
+from gateway.store import keys, queue
 
 pytestmark = pytest.mark.e2e
 
 SECRET_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 DELIVERY_TIMEOUT = 2.0
-# arq hands a dead worker's job to another worker once its in-progress key expires:
-# job_timeout (delivery timeout + 5 s) + 10 s.
-ARQ_RECOVERY = DELIVERY_TIMEOUT + 15
+# arq hands a dead worker's job to another worker once its in-progress key expires; the job
+# timeout is the delivery timeout + 5 s.
+ARQ_RECOVERY = queue.in_progress_timeout(DELIVERY_TIMEOUT + 5.0)
 # Room for process start-up, polling and the remaining work on a busy 2-core machine.
 SLACK = 10.0
 
@@ -744,12 +744,12 @@ async def test_sweeper_revives_a_delivery_whose_job_arq_gave_up(
 
     stored = (await redis.hget(keys.delivery(delivery_id), "job") or b"").decode()
     assert stored, "the delivery has a current job"
-    job = keys.current_job_id(delivery_id, stored)
+    job = queue.current_job_id(delivery_id, stored)
     # what arq's finish_failed_job removes:
     removed = await redis.delete(
-        keys.ARQ_JOB_PREFIX + job, keys.ARQ_IN_PROGRESS_PREFIX + job, f"arq:retry:{job}"
+        queue.JOB_KEY_PREFIX + job, queue.IN_PROGRESS_KEY_PREFIX + job, queue.RETRY_KEY_PREFIX + job
     )
-    await redis.zrem(keys.ARQ_QUEUE, job)
+    await redis.zrem(queue.QUEUE, job)
     assert removed >= 2  # the job and its in-progress marker existed: a real mid-attempt state
     due_ms = int(float(await redis.zscore(keys.DUE, delivery_id) or 0))
     assert due_ms, "the delivery is still pending"

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from gateway.core.model import Claim, Finished
 from gateway.core.targets import TargetRules
+from gateway.store import queue
 from gateway.store.groupcommit import GroupCommit
 from gateway.store.metrics import latency_bucket
 from gateway.store.recovery import Recovery
@@ -145,7 +146,7 @@ async def replay_batch(ctx: dict[str, Any], replay_id: str) -> str:
     """Re-enqueues the next batch of a bulk replay; the batch script queues the one after."""
     deps: Deps = ctx["hookgate"]
     job_id: str = ctx["job_id"]
-    batch = int(job_id.rsplit(":", 1)[1])
+    batch = queue.replay_batch_of(job_id)
     try:
         state = await deps.recovery.run_replay_batch(replay_id, batch)
     except RedisError as exc:

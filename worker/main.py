@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import time
@@ -21,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway.core.catalog import load_catalog
 from gateway.core.model import Claim
 from gateway.core.settings import Settings
-from gateway.store import keys
+from gateway.store import queue
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 
@@ -32,14 +31,9 @@ from .heartbeat import heartbeat_forever
 log = structlog.get_logger("hookgate.worker")
 
 TRIM_INTERVAL = 3600.0  # seconds between trims of the delivery indices
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _loads(raw: bytes) -> Any:
-    return json.loads(raw)
+# How long after arq would hand a dead worker's job to another worker the sweeper waits
+# before it decides the job is gone: room for that worker's poll to take it.
+SWEEP_MARGIN = 5.0
 
 
 async def sweep_forever(store: Store, settings: Settings) -> None:
@@ -48,7 +42,7 @@ async def sweep_forever(store: Store, settings: Settings) -> None:
     A delivery is looked at once its job is overdue by more than arq's recovery time for a
     dead worker, so a job that is merely slow or waiting for a crashed worker is left alone.
     """
-    grace_ms = int((settings.job_timeout + 15) * 1000)
+    grace_ms = int((queue.in_progress_timeout(settings.job_timeout) + SWEEP_MARGIN) * 1000)
     next_trim = 0.0
     while True:
         try:
@@ -136,7 +130,7 @@ class HookgateWorker(Worker):
         """One claimed attempt. Whatever happens to it, its job stays queued until its outcome
         is recorded, so an attempt cut short (shutdown, a hung Redis call past arq's job
         timeout, a bug) runs again once its in-progress mark lapses."""
-        delivery_id = job_id.split(":", 2)[1]
+        delivery_id = queue.delivery_of(job_id)
         try:
             async with asyncio.timeout(self.job_timeout_s):
                 outcome = await attempt(deps, delivery_id, job_id, claim)
@@ -154,6 +148,7 @@ class HookgateWorker(Worker):
 
 def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = False) -> Worker:
     """An arq Worker delivering hookgate's queue, with JSON jobs (never pickle)."""
+    queue.check_arq()
     store = Store(redis, settings, load_catalog())
     tasks: list[asyncio.Task[None]] = []
 
@@ -184,15 +179,15 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
 
     return HookgateWorker(
         functions=[
-            func(replay_batch, name="replay_batch", max_tries=20),
+            func(replay_batch, name=queue.REPLAY_BATCH_FUNCTION, max_tries=20),
         ],
-        queue_name=keys.ARQ_QUEUE,
+        queue_name=queue.QUEUE,
         redis_pool=redis,
         on_startup=startup,
         on_shutdown=shutdown,
         handle_signals=handle_signals,
-        job_serializer=_dumps,
-        job_deserializer=_loads,
+        job_serializer=queue.serialize_job,
+        job_deserializer=queue.deserialize_job,
         max_jobs=settings.worker_concurrency,
         # Jobs running here or on other workers stay at the head of the queue until they end:
         # read well past them, or a few slow attempts hide every due job behind them.

@@ -4,7 +4,7 @@ hands the worker. No I/O; no HTTP."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,18 +44,18 @@ class Ingested:
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """What the worker needs for one attempt, or why there is no attempt to make."""
+    """What the worker needs for one attempt it claimed (an attempt not to make is ended by
+    the claim itself, in Redis, and never reaches the worker)."""
 
-    kind: Literal["go", "stale", "gone", "busy", "cancelled", "failed"]
-    body: bytes = b""
-    url: str = ""
-    secrets: tuple[str, ...] = ()
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    attempt: int = 0
-    event_id: str = ""
-    endpoint_id: str = ""
-    chain: int = 0  # 0 for the first attempt chain, n for the nth replay
-    event_type: str = ""
+    body: bytes
+    url: str
+    secrets: tuple[str, ...]
+    headers: dict[str, str]
+    attempt: int
+    event_id: str
+    endpoint_id: str
+    chain: int  # 0 for the first attempt chain, n for the nth replay
+    event_type: str
     # Set when the endpoint's secrets cannot be opened (a wrong HOOKGATE_SECRET_KEY): the
     # attempt is recorded as failed and retried, so fixing the key lets it through.
     secret_error: str | None = None

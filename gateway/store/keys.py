@@ -1,16 +1,10 @@
-"""Every Redis key hookgate reads or writes, in one place (the Lua scripts take them as KEYS)."""
+"""Every Redis key of hookgate's own, in one place; the Lua scripts build theirs with the same
+functions (``scripts.py`` generates their Lua twins). arq's keys, which hookgate also writes,
+are arq's: ``queue.py`` takes them from arq."""
 
 from __future__ import annotations
 
 PREFIX = "hg:"
-
-# arq's own layout (arq.constants); hookgate writes arq jobs itself so that storing an event
-# and enqueuing its first attempts happen in one atomic step.
-ARQ_QUEUE = "arq:queue"
-ARQ_JOB_PREFIX = "arq:job:"
-ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
-ARQ_RESULT_PREFIX = "arq:result:"
-ARQ_RETRY_PREFIX = "arq:retry:"
 
 DUE = PREFIX + "due"  # zset: pending delivery id → when its current job is due (ms)
 METRICS = PREFIX + "metrics"  # hash of counters shared by every process
@@ -49,10 +43,6 @@ def replay_lock(endpoint_id: str, scope: str) -> str:
     return f"{PREFIX}replaylock:{endpoint_id}:{scope}"
 
 
-def replay_job_id(replay_id: str, batch: int) -> str:
-    return f"replay:{replay_id}:{batch}"
-
-
 def event_body(event_id: str) -> str:
     """The envelope bytes, serialised once at ingest (a string: cheaper than a hash field)."""
     return f"{PREFIX}evt:{event_id}:body"
@@ -86,11 +76,6 @@ def delivery(delivery_id: str) -> str:
 
 def delivery_attempts(delivery_id: str) -> str:
     return f"{PREFIX}dlv:{delivery_id}:attempts"
-
-
-def current_job_id(delivery_id: str, stored: str) -> str:
-    """The full arq job id from what a delivery hash keeps in its ``job`` field (the suffix)."""
-    return f"attempt:{delivery_id}:{stored}"
 
 
 def portal_session(digest: str) -> str:

@@ -141,12 +141,7 @@ class Recovery:
 
     async def replay_delivery(self, delivery_id: str) -> dict[str, Any]:
         """A new attempt chain for one delivery: same webhook-id, same body."""
-        result = as_str(
-            await self.store.replay_script(
-                keys=[keys.delivery(delivery_id)],
-                args=[*self.store.common_args(now_ms()), delivery_id],
-            )
-        )
+        result = await self.store.scripts.replay(delivery_id)
         if result == "gone":
             raise NotFound(f"no delivery {delivery_id!r}")
         if result != "ok":
@@ -216,18 +211,12 @@ class Recovery:
                 pipe.rpush(todo, *matched[start : start + 1000])
             pipe.pexpire(todo, retention_ms)
             await pipe.execute()
-        started, current = await self.store.replay_start_script(
-            keys=[lock, key, todo],
-            args=[
-                *self.store.common_args(now),
-                replay_id,
-                REPLAY_LOCK_TTL_MS,
-                keys.replay_job_id(replay_id, 0),
-            ],
+        started, current = await self.store.scripts.replay_start(
+            replay_id, lock=lock, lock_ttl_ms=REPLAY_LOCK_TTL_MS, now=now
         )
-        if not int(started):
+        if not started:
             await self.redis.delete(key, todo)
-            return {**await self.get_replay(as_str(current)), "already_running": True}
+            return {**await self.get_replay(current), "already_running": True}
         return await self.get_replay(replay_id)
 
     async def _match(
@@ -252,20 +241,9 @@ class Recovery:
 
     async def run_replay_batch(self, replay_id: str, batch: int) -> str:
         """One background step of a bulk replay (the ``replay_batch`` arq job)."""
-        reply = await self.store.replay_batch_script(
-            keys=[
-                keys.replay(replay_id),
-                keys.replay_todo(replay_id),
-                await self._lock_of(replay_id),
-            ],
-            args=[
-                *self.store.common_args(now_ms()),
-                replay_id,
-                REPLAY_BATCH,
-                keys.replay_job_id(replay_id, batch + 1),
-            ],
+        return await self.store.scripts.replay_batch(
+            replay_id, lock=await self._lock_of(replay_id), batch=batch, size=REPLAY_BATCH
         )
-        return as_str(reply)
 
     async def _lock_of(self, replay_id: str) -> str:
         lock = as_str(await awaited(self.redis.hget(keys.replay(replay_id), "lock")))
@@ -300,12 +278,7 @@ class Recovery:
 
     async def disable(self, endpoint_id: str, reason: str) -> dict[str, Any]:
         """Disables an endpoint: its pending deliveries are cancelled, new ones are skipped."""
-        result = as_str(
-            await self.store.disable_script(
-                keys=[keys.endpoint(endpoint_id)],
-                args=[*self.store.common_args(now_ms()), endpoint_id, reason, new_id("evt")],
-            )
-        )
+        result = await self.store.scripts.disable(endpoint_id, reason)
         if result == "gone":
             raise NotFound(f"no endpoint {endpoint_id!r}")
         return await self.store.get_endpoint(endpoint_id)

@@ -1,7 +1,7 @@
 """hookgate's Redis store: every read and write of events, endpoints and deliveries.
 
 The gateway and the worker both go through this module; key names come from ``keys.py`` and
-each multi-key state change is one Lua script from ``lua.py``.
+each multi-key state change is one Lua script, called through ``scripts.py``.
 """
 
 from __future__ import annotations
@@ -13,25 +13,21 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, WatchError
+from redis.exceptions import WatchError
 
 from gateway.core import codec
 from gateway.core.catalog import OPERATIONAL_TYPES
 from gateway.core.clock import iso_ms, now_ms
-from gateway.core.durations import format_duration
 from gateway.core.errors import ConfigError, Conflict, DomainError, NotFound, ValidationFailed
 from gateway.core.ids import id_time_ms, new_id, new_secret
 from gateway.core.model import Claim, EndpointFields, EventIn, Finished, Ingested, PreparedEvent
 from gateway.core.secretbox import SecretBox, SecretBoxError
 from gateway.core.settings import Settings
-from gateway.store import keys, lua
+from gateway.store import keys, queue
+from gateway.store.scripts import ClaimReply, NewEvent, Scripts
 
 T = TypeVar("T")
 
-JOB_EXPIRY_MS = 86_400_000  # an arq job key outlives its due time by a day, like arq's default
-# Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
-INGEST_GROUP = 200
 OPENED_CACHE_SIZE = 10_000  # endpoints whose opened secrets a process keeps
 DEFAULT_MAX_IN_FLIGHT = 10  # attempts open at once per endpoint, unless the endpoint says
 
@@ -80,32 +76,8 @@ class Store:
             self.box = SecretBox.from_text(settings.secret_key)
         except ValueError as exc:
             raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
-        self._ingest_many = redis.register_script(lua.INGEST_MANY)
+        self.scripts = Scripts(redis, settings)
         self._opened_cache: dict[tuple[str, str | bytes], tuple[tuple[str, int | None], ...]] = {}
-        self._take_and_claim = redis.register_script(lua.TAKE_AND_CLAIM)
-        self._finish_many = redis.register_script(lua.FINISH_MANY)
-        self._rescue = redis.register_script(lua.RESCUE)
-        self._cancel_endpoint = redis.register_script(lua.CANCEL_ENDPOINT)
-        self.replay_script = redis.register_script(lua.REPLAY)
-        self.replay_batch_script = redis.register_script(lua.REPLAY_BATCH)
-        self.replay_start_script = redis.register_script(lua.REPLAY_START)
-        self.disable_script = redis.register_script(lua.DISABLE)
-
-    def common_args(self, now: int) -> list[Any]:
-        """ARGV[1..11] of every script (see lua.py)."""
-        return [
-            keys.PREFIX,
-            keys.ARQ_JOB_PREFIX,
-            keys.ARQ_QUEUE,
-            keys.DUE,
-            keys.METRICS,
-            now,
-            JOB_EXPIRY_MS,
-            int(self.settings.retention * 1000),
-            iso_ms(now),
-            int(self.settings.disable_after * 1000),
-            format_duration(self.settings.disable_after),
-        ]
 
     # ---- ingest ---------------------------------------------------------------------------
 
@@ -116,65 +88,41 @@ class Store:
         written (durable as far as the Redis AOF setting makes it).
         """
         now = now_ms()
-        common = self.common_args(now)
         ids = [new_id("evt", now) for _ in items]
-        ttl_ms = int(self.settings.idempotency_ttl * 1000)
-        calls = []
-        for start in range(0, len(items), INGEST_GROUP):
-            args: list[Any] = [*common, ttl_ms, keys.idempotency("")]
-            for item, event_id in zip(
-                items[start : start + INGEST_GROUP], ids[start : start + INGEST_GROUP], strict=True
-            ):
-                ev, idem = item.event, item.idempotency_key
-                custom = ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES
-                # Every field is validated to hold no space (see INGEST_MANY).
-                args.append(
-                    f"{'1' if custom else '0'} {event_id} {ev.type} {ev.business_id} "
-                    f"{item.fingerprint or '-'} {item.only_endpoint or '-'} "
-                    f"{'k' + idem if idem else '_'}"
+        events = []
+        for item, event_id in zip(items, ids, strict=True):
+            ev = item.event
+            custom = ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES
+            events.append(
+                NewEvent(
+                    event_id=event_id,
+                    type=ev.type,
+                    business_id=ev.business_id,
+                    body=encode_envelope(ev),
+                    check_type=custom,
+                    fingerprint=item.fingerprint,
+                    only_endpoint=item.only_endpoint,
+                    idempotency_key=item.idempotency_key,
                 )
-                args.append(encode_envelope(ev))
-            calls.append(([keys.EVENT_TYPES], args))
-        flat = [r for group in await self._pipelined(self._ingest_many, calls) for r in group]
-        replies = [flat[k : k + 2] for k in range(0, len(flat), 2)]
+            )
+        replies = await self.scripts.ingest_many(
+            events, now=now, idempotency_ttl_ms=int(self.settings.idempotency_ttl * 1000)
+        )
         results: list[Ingested | DomainError] = []
-        for item, event_id, reply in zip(items, ids, replies, strict=True):
-            results.append(await self._ingest_result(item, event_id, reply))
+        for item, event_id, (kind, payload) in zip(items, ids, replies, strict=True):
+            results.append(await self._ingest_result(item, event_id, kind, payload))
         return results
 
-    async def _pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
-    ) -> list[Any]:
-        """Runs ``script`` once per call in one round trip.
-
-        EVALSHA straight away: redis-py's own pipelined scripts cost a SCRIPT EXISTS round
-        trip each time. After a Redis restart the script cache is empty, every call of the
-        pipeline fails with NOSCRIPT (none ran), and the script is loaded and all sent again.
-        """
-        for attempt in (1, 2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for call_keys, call_args in calls:
-                        pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
-                    return list(await pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.redis.script_load(script.script)
-        raise AssertionError("unreachable")
-
     async def _ingest_result(
-        self, item: PreparedEvent, event_id: str, reply: list[bytes]
+        self, item: PreparedEvent, event_id: str, kind: str, payload: str
     ) -> Ingested | DomainError:
-        kind = as_str(reply[0])
         if kind == "created":
-            made = as_str(reply[1])
-            return Ingested(event_id, tuple(made.split(",")) if made else (), duplicate=False)
+            return Ingested(event_id, tuple(payload.split(",")) if payload else (), duplicate=False)
         if kind == "unknown_type":
             return ValidationFailed(
                 "type", f"unknown event type {item.event.type!r}", code="unknown_event_type"
             )
-        prior_fp, _, prior_id = as_str(reply[1]).partition("|")
+        prior_fp, _, prior_id = payload.partition("|")
         if prior_fp != item.fingerprint:
             return Conflict(
                 "Idempotency-Key was already used with a different request body",
@@ -397,10 +345,7 @@ class Store:
             pipe.pexpire(keys.index_endpoint(endpoint_id), int(self.settings.retention * 1000))
             await pipe.execute()
         # Pending deliveries left behind are cancelled here, and by the worker's claim otherwise.
-        await self._cancel_endpoint(
-            keys=[keys.endpoint(endpoint_id), keys.endpoint_pending(endpoint_id)],
-            args=[*self.common_args(now_ms()), endpoint_id, "endpoint_deleted"],
-        )
+        await self.scripts.cancel_endpoint(endpoint_id, "endpoint_deleted")
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -439,7 +384,7 @@ class Store:
     async def metrics(self) -> tuple[dict[str, str], int, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
-            pipe.zcard(keys.ARQ_QUEUE)
+            pipe.zcard(queue.QUEUE)
             pipe.zcard(keys.DUE)
             counters, queued, pending = await pipe.execute()
         return decode_hash(counters), int(queued), int(pending)
@@ -454,76 +399,48 @@ class Store:
         self, job_ids: Sequence[bytes], *, wanted: int, in_progress_ms: int, busy_defer_ms: int
     ) -> list[tuple[str, int | Claim]]:
         """Takes up to ``wanted`` of the due jobs ``job_ids`` (from arq's poll) in one atomic
-        step, claiming the attempt of each attempt job (see ``lua.TAKE_AND_CLAIM``).
+        step, claiming the attempt of each attempt job (``lua/take_and_claim.lua``).
 
         Returns (job id, claim) for attempts to make now and (job id, queue score) for other
         jobs, which arq runs itself.
         """
-        reply = await self._take_and_claim(
-            args=[
-                *self.common_args(now_ms()),
-                keys.ARQ_IN_PROGRESS_PREFIX,
-                keys.ARQ_RETRY_PREFIX,
-                in_progress_ms,
-                wanted,
-                self._lease_ms(),
-                busy_defer_ms,
-                DEFAULT_MAX_IN_FLIGHT,
-                *job_ids,
-            ]
+        taken = await self.scripts.take_and_claim(
+            job_ids,
+            wanted=wanted,
+            in_progress_ms=in_progress_ms,
+            lease_ms=self._lease_ms(),
+            busy_defer_ms=busy_defer_ms,
+            default_cap=DEFAULT_MAX_IN_FLIGHT,
         )
-        taken: list[tuple[str, int | Claim]] = []
-        for entry in reply:
-            job_id = as_str(entry[0])
-            if len(entry) == 2:
-                taken.append((job_id, int(float(entry[1]))))
-            else:
-                taken.append((job_id, self._claim_of(entry[1:])))
-        return taken
+        return [
+            (job_id, what if isinstance(what, int) else self._claim_of(what))
+            for job_id, what in taken
+        ]
 
-    def _claim_of(self, reply: Sequence[Any]) -> Claim:
-        kind = as_str(reply[0])
-        if kind != "go":
-            return Claim(kind=kind)  # type: ignore[arg-type]
-        body, url, secrets, headers, attempt, event_id, endpoint_id, chain, event_type = reply[1:]
+    def _claim_of(self, reply: ClaimReply) -> Claim:
+        endpoint_id = as_str(reply.endpoint_id)
         try:
-            opened = self._open_secrets(secrets, as_str(endpoint_id), time.time())
+            opened = self._open_secrets(reply.secrets, endpoint_id, time.time())
             secret_error = None
         except SecretBoxError:
             opened, secret_error = (), "secret_unavailable: HOOKGATE_SECRET_KEY cannot open it"
         return Claim(
-            kind="go",
-            body=body,
-            url=as_str(url),
+            body=reply.body,
+            url=as_str(reply.url),
             secrets=opened,
             secret_error=secret_error,
-            headers=json.loads(headers) if headers else {},
-            attempt=int(attempt),
-            event_id=as_str(event_id),
-            endpoint_id=as_str(endpoint_id),
-            chain=int(chain),
-            event_type=as_str(event_type),
+            headers=json.loads(reply.headers) if reply.headers else {},
+            attempt=int(reply.attempt),
+            event_id=as_str(reply.event_id),
+            endpoint_id=endpoint_id,
+            chain=int(reply.chain),
+            event_type=as_str(reply.event_type),
         )
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
         """Records attempts and moves each delivery on (done, next attempt, failed, gone):
         one script call, each attempt its own atomic step."""
-        args: list[Any] = [
-            *self.common_args(now_ms()),
-            keys.ARQ_IN_PROGRESS_PREFIX,
-            keys.ARQ_RETRY_PREFIX,
-        ]
-        for done in many:
-            # A success can emit no operational event; anything else may (exhausted, disabled).
-            emit = "- -" if done.outcome == "succeeded" else f"{new_id('evt')} {new_id('evt')}"
-            # No field can hold a space (see FINISH_MANY).
-            args.append(
-                f"{done.delivery_id} {done.job_id} {done.outcome} {done.next_at_ms} "
-                f"{done.latency_bucket} {done.latency_s:.6f} {emit}"
-            )
-            args.append(codec.dumps(done.record))
-        [states] = await self._pipelined(self._finish_many, [((), args)])
-        return [as_str(state) for state in states]
+        return await self.scripts.finish_many(many)
 
     async def trim_indices(self) -> int:
         """Drops delivery index entries older than the retention (their deliveries expired)."""
@@ -545,11 +462,7 @@ class Store:
         rescued = 0
         for raw_id in due:
             delivery_id = as_str(raw_id)
-            reply = await self._rescue(
-                keys=[keys.delivery(delivery_id)],
-                args=[*self.common_args(now_ms()), delivery_id],
-            )
-            rescued += as_str(reply) == "rescued"
+            rescued += await self.scripts.rescue(delivery_id) == "rescued"
         return rescued
 
 

@@ -1,0 +1,26 @@
+--[[ FINISH_MANY: the outcomes of several attempts (the worker's attempts that end together),
+  each its own atomic step as lib/finish.lua describes, in one call.
+
+  KEYS        none (each attempt's keys are built from its delivery id)
+  ARGV[1..5]  the common arguments (scripts.py)
+  ARGV[6..]   two per attempt: its fields, space-separated (delivery_id, job_id, outcome:
+              succeeded|retry|failed|gone, next_at_ms, latency_bucket, latency_seconds, then
+              the ids of the operational events it may emit, exhausted and disabled, or '-'
+              when none can be due), then its log entry (JSON)
+  Returns     per attempt: 'ok', 'stale' or 'gone'
+]]
+--@include lib/finish.lua
+
+local function main()
+  local states = {}
+  for a = 6, #ARGV, 2 do
+    local did, job, outcome, next_at, bucket, latency, emit_exhausted, emit_disabled =
+      string.match(ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    states[#states + 1] = finish_attempt(key_delivery(did), key_delivery_attempts(did), did,
+      job, ARGV[a + 1], outcome, tonumber(next_at), bucket, latency, emit_exhausted,
+      emit_disabled)
+  end
+  return states
+end
+
+return with_counts(main())

@@ -1,0 +1,41 @@
+--@include lib/deliveries.lua
+--@include lib/schedule.lua
+
+-- Starts one attempt of delivery `did` under job `job`: checks the job is the delivery's
+-- current one, closes deliveries whose endpoint or event is gone, and takes a slot of the
+-- endpoint's in-flight cap for `lease` ms (or, when the cap is full, re-defers the attempt by
+-- `busy_defer` ms under a new job). Returns {'go', body, url, secrets, headers, attempt,
+-- event_id, endpoint_id, chain, event_type} or {kind} for an attempt not to make.
+local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap)
+  local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
+                       'event_type')
+  if not d[1] then return {'gone'} end
+  if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return {'stale'} end
+  local event_id = 'evt_' .. string.sub(did, 5, 30)
+  local ep = redis.call('HMGET', key_endpoint(d[3]), 'url', 'secrets', 'headers',
+                        'max_in_flight', 'disabled')
+  if not ep[1] then
+    close_delivery(dkey, did, d[3], 'cancelled', 'endpoint_deleted')
+    return {'cancelled'}
+  end
+  if ep[5] == '1' then
+    close_delivery(dkey, did, d[3], 'cancelled', 'endpoint_disabled')
+    return {'cancelled'}
+  end
+  local body = redis.call('GET', key_event_body(event_id))
+  if not body then
+    close_delivery(dkey, did, d[3], 'failed', 'event_expired')
+    return {'failed'}
+  end
+  local inflight = key_endpoint_inflight(d[3])
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', NOW)
+  local cap = tonumber(ep[4]) or default_cap
+  if not redis.call('ZSCORE', inflight, did) and redis.call('ZCARD', inflight) >= cap then
+    local k = redis.call('HINCRBY', dkey, 'redefers', 1)
+    schedule(dkey, did, job_name(did, d[5], d[4], k), NOW + busy_defer, d[4])
+    return {'busy'}
+  end
+  redis.call('ZADD', inflight, NOW + lease, did)
+  redis.call('PEXPIRE', inflight, lease * 2)
+  return {'go', body, ep[1], ep[2], ep[3] or '', d[4], event_id, d[3], d[5] or '0', d[6] or ''}
+end

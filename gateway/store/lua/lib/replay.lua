@@ -1,0 +1,28 @@
+--@include lib/schedule.lua
+
+-- A new attempt chain for a delivery that is not pending: same webhook-id, same body.
+-- A bulk replay passes when it started and what it takes; a delivery replayed since then, or
+-- that succeeded meanwhile when only failures were asked for, is left alone.
+local function replay_delivery(did, replay, started, only_failed)
+  local dkey = key_delivery(did)
+  local d = redis.call('HMGET', dkey, 'status', 'endpoint_id', 'chain', 'replay', 'replayed_at')
+  if not d[1] then return 'gone' end
+  if d[1] == 'pending' then
+    if replay ~= '' and d[4] == replay then return 'already' end
+    return 'pending'
+  end
+  if started and tonumber(d[5] or '') and tonumber(d[5]) >= started then return 'replayed' end
+  if only_failed and d[1] == 'succeeded' then return 'succeeded' end
+  local ep = redis.call('HMGET', key_endpoint(d[2]), 'url', 'disabled')
+  if not ep[1] then return 'endpoint_deleted' end
+  if ep[2] == '1' then return 'endpoint_disabled' end
+  local chain = tonumber(d[3] or '0') + 1
+  redis.call('HSET', dkey, 'status', 'pending', 'chain', chain, 'reason', '', 'replay', replay,
+             'replayed_at', NOW, 'updated_at', NOW)
+  redis.call('SADD', key_endpoint_pending(d[2]), did)
+  schedule(dkey, did, job_name(did, chain, 1, 0), NOW, 1)
+  redis.call('PEXPIRE', dkey, RETENTION)
+  redis.call('PEXPIRE', key_delivery_attempts(did), RETENTION)
+  if replay ~= '' then redis.call('HINCRBY', key_replay(replay), 'enqueued', 1) end
+  return 'ok'
+end
