@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from arq import Worker
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -21,6 +21,7 @@ from gateway.core.catalog import load_catalog
 from gateway.core.model import Claim
 from gateway.core.settings import Settings
 from gateway.store import queue
+from gateway.store.connection import check_at_start, connect
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 
@@ -202,10 +203,6 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
     )
 
 
-def redis_settings(url: str) -> RedisSettings:
-    return RedisSettings.from_dsn(url)
-
-
 async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     """Waits for a stopping worker and closes it.
 
@@ -222,10 +219,14 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Runs a worker until SIGINT/SIGTERM; in-flight attempts finish or are left to arq."""
-    from arq.connections import create_pool
-
-    redis = await create_pool(redis_settings(settings.redis_url))
+    """Runs a worker until SIGINT/SIGTERM; in-flight attempts finish or are left to arq.
+    Refuses (``ConfigError``) a Redis that could silently drop data."""
+    redis = connect(settings.redis, ArqRedis)
+    try:
+        await check_at_start(redis, allow_non_durable=settings.allow_non_durable_redis)
+    except BaseException:
+        await redis.aclose()
+        raise
     worker = build_worker(settings, redis)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -26,6 +26,7 @@ from gateway.core.logs import configure
 from gateway.core.model import EndpointFields
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
+from gateway.store.connection import check_at_start, connect
 from gateway.store.store import Store
 from gateway.web.server import start_site, wait_for_stop
 
@@ -167,11 +168,13 @@ async def _run(
     from gateway.web.app import create_app
     from worker.main import build_worker, stop_worker
 
-    redis = ArqRedis.from_url(settings.redis_url)
+    redis = connect(settings.redis, ArqRedis)
+    where = settings.redis.describe()
     try:
         await redis.ping()
     except Exception as exc:
-        raise HookgateError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+        raise HookgateError(f"cannot reach Redis at {where}: {type(exc).__name__}") from exc
+    await check_at_start(redis, allow_non_durable=settings.allow_non_durable_redis)
     store = Store(redis, settings, frozenset())
     receiver_port = settings.port + 1 if _port_free(settings.port + 1) else free_port()
     receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks"
@@ -205,7 +208,7 @@ def _banner(
     base: str, settings: Settings, state: DevState, receiver: str, embedded: str | None
 ) -> str:
     token = settings.admin_token
-    redis_line = embedded or settings.redis_url
+    redis_line = embedded or settings.redis.describe()
     return f"""
 hookgate dev is running
   API            {base}   (OpenAPI: {base}/openapi.json)

@@ -69,6 +69,8 @@ def serve(check: bool) -> None:
     configure(settings.log_format)
     try:
         run(serve_forever(settings))
+    except ConfigError as exc:  # a Redis that could drop data
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
 
@@ -112,7 +114,10 @@ def worker(check: bool) -> None:
 
     settings = load_settings(require_token=False)
     configure(settings.log_format)
-    run(run_worker(settings))
+    try:
+        run(run_worker(settings))
+    except ConfigError as exc:  # a Redis that could drop data, an arq it was not built for
+        fail(str(exc))
 
 
 @main.command()

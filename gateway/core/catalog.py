@@ -7,14 +7,16 @@ import re
 from collections.abc import Iterable
 from importlib import resources
 
+from gateway.core import formats
+
 # Operational events hookgate emits itself; the billing core cannot send these.
 RESERVED_FAMILY = "hookgate"
 OPERATIONAL_TYPES = frozenset(
     {"hookgate.test", "hookgate.endpoint.disabled", "hookgate.delivery.exhausted"}
 )
 
-EVENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)+$")
-FAMILY_PATTERN_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*\.\*$")
+EVENT_TYPE_RE = re.compile(formats.EVENT_TYPE)
+FAMILY_PATTERN_RE = re.compile(formats.FAMILY)
 
 
 def load_catalog() -> frozenset[str]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# ASCII digits and spaces (tab to CR, space), not \d and \s, which mean more to Python than
+# to ECMA-262, in which the API's OpenAPI document states this pattern.
+DURATION_PATTERN = r"^[\t-\r ]*([0-9]+(?:\.[0-9]+)?)[\t-\r ]*(ms|s|m|h|d)[\t-\r ]*$"
+_DURATION = re.compile(DURATION_PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_duration(text: str) -> float:
@@ -33,7 +37,8 @@ def parse_time(text: str, now: float) -> float:
             f"{text!r} is neither a duration like 30s, 15m, 2h, 5d nor an RFC 3339 time "
             "like 2026-11-20T13:10:00Z"
         )
-    return parsed.timestamp()
+    # Not .timestamp(): a time near year 1 or 9999 whose offset crosses it overflows there.
+    return (parsed - _EPOCH).total_seconds()
 
 
 def format_duration(seconds: float) -> str:

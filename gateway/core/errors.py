@@ -6,7 +6,8 @@ HookgateError
     │                      {"error": {"code", "message", "details"?}} (``gateway/web/errors.py``)
     ├── ValidationFailed   a field is missing, of the wrong type or not allowed
     ├── NotFound           no such id
-    └── Conflict           the state forbids it now (a running replay, a disabled endpoint)
+    ├── Conflict           the state forbids it now (a running replay, a disabled endpoint)
+    └── StoreUnavailable   the store cannot make a write safe now; retry later
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class ValidationFailed(DomainError):
     def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
         super().__init__(f"{field}: {message}", code=code, details={"field": field})
         self.field = field
+        self.reason = message
+
+    def within(self, prefix: str) -> ValidationFailed:
+        """The same failure of the same field inside ``prefix`` (``"events[3]."``)."""
+        return ValidationFailed(prefix + self.field, self.reason, code=self.code)
 
 
 class NotFound(DomainError):
@@ -49,3 +55,10 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot take or keep a write now (no primary, too few replicas, a Redis that
+    would evict it); the caller may retry the same request later."""
+
+    code = "store_unavailable"

@@ -35,6 +35,8 @@ class Settings:
     redis_wait_timeout: float = 0.1
     # Start on a Redis without AOF (a throw-away setup), with a warning, instead of refusing.
     allow_non_durable_redis: bool = False
+    # How often the gateway re-reads Redis's eviction policy and persistence.
+    redis_check_interval: float = 30.0
     admin_token: str = dataclasses.field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -129,6 +131,12 @@ class Settings:
             "redis_wait_timeout",
             _positive,
             "a duration such as 100ms",
+        )
+        read(
+            "HOOKGATE_REDIS_CHECK_INTERVAL",
+            "redis_check_interval",
+            _positive,
+            "a duration such as 30s",
         )
         read(
             "HOOKGATE_ALLOW_NON_DURABLE_REDIS",

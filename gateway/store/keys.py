@@ -6,6 +6,9 @@ from __future__ import annotations
 
 PREFIX = "hg:"
 
+# Written right before a WAIT: a connection's WAIT covers only its own writes, and every write
+# before this one (from any connection) is in the replication stream ahead of it.
+REPLICATION_MARK = PREFIX + "replication-mark"
 DUE = PREFIX + "due"  # zset: pending delivery id → when its current job is due (ms)
 METRICS = PREFIX + "metrics"  # hash of counters shared by every process
 ENDPOINTS = PREFIX + "endpoints"  # set of every endpoint id

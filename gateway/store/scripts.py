@@ -21,13 +21,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.core import codec
 from gateway.core.clock import iso_ms, now_ms
 from gateway.core.durations import format_duration
-from gateway.core.errors import HookgateError
+from gateway.core.errors import HookgateError, StoreUnavailable
 from gateway.core.ids import new_id
 from gateway.core.model import Finished
 from gateway.core.settings import Settings
@@ -221,6 +222,8 @@ class Scripts:
         self._retention_ms = int(settings.retention * 1000)
         self._disable_after_ms = int(settings.disable_after * 1000)
         self._disable_after_text = format_duration(settings.disable_after)
+        self._wait_replicas = settings.wait_replicas
+        self._wait_timeout_ms = max(1, int(settings.redis_wait_timeout * 1000))
         loaded = {name: redis.register_script(script_source(name)) for name in SCRIPTS}
         self._ingest_many = loaded["ingest_many"]
         self._take_and_claim = loaded["take_and_claim"]
@@ -242,25 +245,64 @@ class Scripts:
         ]
 
     async def _pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+        self,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+        *,
+        replicated: bool = False,
     ) -> list[Any]:
         """Runs ``script`` once per call in one round trip.
 
         EVALSHA straight away: redis-py's own pipelined scripts cost a SCRIPT EXISTS round
-        trip each time. After a Redis restart the script cache is empty, every call of the
-        pipeline fails with NOSCRIPT (none ran), and the script is loaded and all sent again.
+        trip each time. After a Redis restart or a failover the script cache is empty, every
+        call of the pipeline fails with NOSCRIPT (none ran), and the script is loaded and all
+        sent again. With ``replicated`` the same round trip ends with a WAIT (Redis refuses
+        it inside Lua): a caller that acknowledges the result to a client does so only once
+        enough replicas hold it (``StoreUnavailable`` otherwise).
         """
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for call_keys, call_args in calls:
                         pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
-                    return list(await pipe.execute())
+                    waits = replicated and self._queue_wait(pipe)
+                    replies = list(await pipe.execute())
+                if waits:
+                    self._check_wait(replies.pop())
+                    replies.pop()  # the mark
+                return replies
             except NoScriptError:
                 if attempt == 2:
                     raise
                 await self.redis.script_load(script.script)
         raise AssertionError("unreachable")
+
+    def _queue_wait(self, pipe: Pipeline) -> bool:
+        """Queues a write and a WAIT for it on ``pipe``; False when no replica is waited for.
+        The write makes the WAIT cover every earlier write, this connection's or another's
+        (an idempotent repeat writes nothing else, and its original came from elsewhere)."""
+        if self._wait_replicas <= 0:
+            return False
+        pipe.incr(keys.REPLICATION_MARK)
+        pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+        return True
+
+    def _check_wait(self, acknowledged: Any) -> None:
+        if int(acknowledged) < self._wait_replicas:
+            raise StoreUnavailable(
+                f"the write reached {int(acknowledged)} of the {self._wait_replicas} "
+                f"replica(s) it must reach within {self._wait_timeout_ms} ms; retry",
+            )
+
+    async def wait_for_replicas(self) -> None:
+        """Returns once every write made so far is on enough replicas (``StoreUnavailable``
+        when they do not confirm in time): for writes acknowledged to a client that are not
+        scripts (endpoint changes, event types, portal links)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if not self._queue_wait(pipe):
+                return
+            replies = await pipe.execute()
+        self._check_wait(replies[-1])
 
     async def ingest_many(
         self, events: Sequence[NewEvent], *, now: int, idempotency_ttl_ms: int
@@ -281,7 +323,8 @@ class Scripts:
                 )
                 args.append(ev.body)
             calls.append(((keys.EVENT_TYPES,), args))
-        flat = [r for group in await self._pipelined(self._ingest_many, calls) for r in group]
+        groups = await self._pipelined(self._ingest_many, calls, replicated=True)
+        flat = [r for group in groups for r in group]
         return [(_text(flat[k]), _text(flat[k + 1])) for k in range(0, len(flat), 2)]
 
     async def take_and_claim(
@@ -341,24 +384,38 @@ class Scripts:
 
     async def replay(self, delivery_id: str) -> str:
         """``ok``, ``gone``, ``pending``, ``endpoint_deleted`` or ``endpoint_disabled``."""
-        reply = await self._replay(
-            keys=[keys.delivery(delivery_id)], args=[*self._common(now_ms()), delivery_id]
+        [reply] = await self._pipelined(
+            self._replay,
+            [((keys.delivery(delivery_id),), [*self._common(now_ms()), delivery_id])],
+            replicated=True,
         )
         return _text(reply)
 
     async def disable(self, endpoint_id: str, reason: str) -> str:
         """``ok``, ``already`` or ``gone``."""
-        reply = await self._disable(
-            keys=[keys.endpoint(endpoint_id)],
-            args=[*self._common(now_ms()), endpoint_id, reason, new_id("evt")],
+        [reply] = await self._pipelined(
+            self._disable,
+            [
+                (
+                    (keys.endpoint(endpoint_id),),
+                    [*self._common(now_ms()), endpoint_id, reason, new_id("evt")],
+                )
+            ],
+            replicated=True,
         )
         return _text(reply)
 
     async def cancel_endpoint(self, endpoint_id: str, reason: str) -> int:
         """Cancels the endpoint's pending deliveries; returns how many."""
-        reply = await self._cancel_endpoint(
-            keys=[keys.endpoint(endpoint_id), keys.endpoint_pending(endpoint_id)],
-            args=[*self._common(now_ms()), endpoint_id, reason],
+        [reply] = await self._pipelined(
+            self._cancel_endpoint,
+            [
+                (
+                    (keys.endpoint(endpoint_id), keys.endpoint_pending(endpoint_id)),
+                    [*self._common(now_ms()), endpoint_id, reason],
+                )
+            ],
+            replicated=True,
         )
         return int(reply)
 
@@ -380,8 +437,14 @@ class Scripts:
         self, replay_id: str, *, lock: str, lock_ttl_ms: int, now: int
     ) -> tuple[bool, str]:
         """(True, ``replay_id``) once the prepared replay runs, or (False, the running one)."""
-        started, current = await self._replay_start(
-            keys=[lock, keys.replay(replay_id), keys.replay_todo(replay_id)],
-            args=[*self._common(now), replay_id, lock_ttl_ms, queue.replay_job_id(replay_id, 0)],
+        [(started, current)] = await self._pipelined(
+            self._replay_start,
+            [
+                (
+                    (lock, keys.replay(replay_id), keys.replay_todo(replay_id)),
+                    [*self._common(now), replay_id, lock_ttl_ms, queue.replay_job_id(replay_id, 0)],
+                )
+            ],
+            replicated=True,
         )
         return bool(int(started)), _text(current)

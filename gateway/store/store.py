@@ -157,7 +157,9 @@ class Store:
         """Registers a custom event type; False when it already existed."""
         if name in self.catalog or name in OPERATIONAL_TYPES:
             return False
-        return bool(await awaited(self.redis.hsetnx(keys.EVENT_TYPES, name, description)))
+        created = bool(await awaited(self.redis.hsetnx(keys.EVENT_TYPES, name, description)))
+        await self.scripts.wait_for_replicas()
+        return created
 
     async def list_types(self) -> list[dict[str, Any]]:
         custom = decode_hash(await awaited(self.redis.hgetall(keys.EVENT_TYPES)))
@@ -195,6 +197,7 @@ class Store:
             pipe.sadd(keys.ENDPOINTS, endpoint_id)
             pipe.sadd(keys.BUSINESSES, fields.business_id)
             await pipe.execute()
+        await self.scripts.wait_for_replicas()
         return await self.get_endpoint(endpoint_id), secret
 
     def _seal(self, secret: str, endpoint_id: str) -> str:
@@ -296,6 +299,7 @@ class Store:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hset(key, mapping=make(raw))
                     await pipe.execute()
+                    await self.scripts.wait_for_replicas()
                     return
                 except WatchError:
                     continue

@@ -1,4 +1,5 @@
-"""The HTTP API: routes, authentication and the one JSON error shape."""
+"""The HTTP API: routes, each decoding its request into a ``schemas`` Struct and answering
+through another (errors become HTTP answers in ``errors.py``'s middleware)."""
 
 from __future__ import annotations
 
@@ -6,124 +7,165 @@ import hmac
 import time
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
+from msgspec import UNSET
 
 from gateway import __version__
+from gateway.core import formats, model
 from gateway.core.errors import DomainError, ValidationFailed
 from gateway.core.model import Ingested, PreparedEvent
 from gateway.store.metrics import render_metrics
-from gateway.store.recovery import STATUSES, DeliveryFilter
+from gateway.store.recovery import DeliveryFilter
 from gateway.store.store import fingerprint
-from gateway.web import validation
-from gateway.web.context import INGESTER, RECOVERY, REDIS, SETTINGS, STORE
-from gateway.web.errors import Unauthorized, body_of, error_response, json_response, status_of
-from gateway.web.openapi import openapi_document
+from gateway.web import bodies, schemas, validation
+from gateway.web.bodies import answer
+from gateway.web.context import INGESTER, RECOVERY, REDIS_WATCH, SETTINGS, STORE
+from gateway.web.errors import (
+    Unauthorized,
+    error_detail,
+    error_response,
+    json_response,
+    status_of,
+)
+from gateway.web.openapi import openapi_json
 from gateway.web.requests import (
     BATCH_BODY_LIMIT,
-    BATCH_MAX_EVENTS,
     EVENT_BODY_LIMIT,
     JSON_BODY_LIMIT,
     path_id,
-    query_id,
-    read_json,
+    read_body,
+    read_struct,
     window,
 )
 
 log = structlog.get_logger("hookgate.api")
 
+# Built once: a decoder holds what it learned of its type.
+EVENT = msgspec.json.Decoder(schemas.EventIn)
+BATCH = msgspec.json.Decoder(schemas.BatchEnvelope)
+BATCH_ITEM = msgspec.json.Decoder(schemas.BatchItem)
+ENDPOINT = msgspec.json.Decoder(schemas.EndpointIn)
+ENDPOINT_PATCH = msgspec.json.Decoder(schemas.EndpointPatch)
+EVENT_TYPE = msgspec.json.Decoder(schemas.EventTypeIn)
+REPLAY = msgspec.json.Decoder(schemas.ReplayIn)
+DISABLE = msgspec.json.Decoder(schemas.DisableIn)
 
-def ingested_view(result: Ingested, prepared: PreparedEvent) -> dict[str, Any]:
-    return {
-        "id": result.event_id,
-        "business_id": prepared.event.business_id,
-        "type": prepared.event.type,
-        "deliveries": list(result.deliveries),
-        "duplicate": result.duplicate,
+
+def as_sent(event: schemas.EventIn) -> dict[str, Any]:
+    """The event as the client sent it (without an idempotency key), for ``fingerprint``: the
+    dict the JSON body parsed to before bodies were decoded into Structs, so a key stored then
+    still matches the same body now."""
+    sent: dict[str, Any] = {
+        "business_id": event.business_id,
+        "type": event.type,
+        "data": event.data,
     }
+    if event.timestamp is not UNSET:
+        sent["timestamp"] = event.timestamp
+    return sent
+
+
+def accepted(result: Ingested, event: model.EventIn) -> schemas.EventAccepted:
+    return schemas.EventAccepted(
+        id=result.event_id,
+        business_id=event.business_id,
+        type=event.type,
+        deliveries=list(result.deliveries),
+        duplicate=result.duplicate,
+    )
 
 
 # ---- events ------------------------------------------------------------------------------
 
 
 async def post_event(request: web.Request) -> web.Response:
-    raw = await read_json(request, EVENT_BODY_LIMIT)
+    raw = await read_body(request, EVENT_BODY_LIMIT)
+    sent = bodies.decode(raw, EVENT)
     key = request.headers.get("Idempotency-Key")
     idem = None if key is None else validation.idempotency_key(key)
-    event = validation.event_in(raw)
-    if isinstance(raw, dict) and "idempotency_key" in raw:
-        raise ValidationFailed("idempotency_key", "use the Idempotency-Key header here")
+    event = validation.event_of(sent)
     # The fingerprint binds an Idempotency-Key to its body; without a key there is none to bind.
-    prepared = PreparedEvent(event, idem, fingerprint(raw) if idem else "")
+    prepared = PreparedEvent(event, idem, fingerprint(as_sent(sent)) if idem else "")
     [result] = await request.app[INGESTER].submit([prepared])
     if isinstance(result, DomainError):
         raise result
-    response = json_response(ingested_view(result, prepared), status=202)
+    response = json_response(accepted(result, event), status=202)
     if result.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-async def post_event_batch(request: web.Request) -> web.Response:
-    raw = validation.require_object(await read_json(request, BATCH_BODY_LIMIT))
-    items = raw.get("events")
-    if not isinstance(items, list) or not items:
-        raise ValidationFailed("events", "must be a non-empty list")
-    if len(items) > BATCH_MAX_EVENTS:
-        raise ValidationFailed("events", f"must have at most {BATCH_MAX_EVENTS} items")
-    results: list[dict[str, Any] | None] = [None] * len(items)
-    prepared: list[tuple[int, PreparedEvent]] = []
-    for i, item in enumerate(items):
-        try:
-            event = validation.event_in(item, prefix=f"events[{i}].")
-            key = item.get("idempotency_key")
-            idem = (
-                None
-                if key is None
-                else validation.idempotency_key(key, f"events[{i}].idempotency_key")
-            )
-            body = {k: v for k, v in item.items() if k != "idempotency_key"}
-            fp = fingerprint(body) if idem else ""
-            prepared.append((i, PreparedEvent(event, idem, fp)))
-        except DomainError as exc:
-            results[i] = {"index": i, "status": status_of(exc), **body_of(exc)}
-    if prepared:
-        stored = await request.app[INGESTER].submit([p for _, p in prepared])
-        for (i, item), result in zip(prepared, stored, strict=True):
-            if isinstance(result, DomainError):
-                results[i] = {"index": i, "status": status_of(result), **body_of(result)}
-            else:
-                results[i] = {"index": i, "status": 202, **ingested_view(result, item)}
-    accepted = sum(1 for r in results if r is not None and r["status"] == 202)
-    return json_response(
-        {"accepted": accepted, "rejected": len(items) - accepted, "results": results}, status=202
+def _item(raw: msgspec.Raw, i: int) -> PreparedEvent:
+    """One batch item, decoded and checked on its own; raises ``BadRequest`` when it is not
+    JSON (the whole batch is then refused, as any body that is not JSON)."""
+    prefix = f"events[{i}]."
+    sent = bodies.decode(raw, BATCH_ITEM, prefix)
+    event = validation.event_of(sent, prefix)
+    idem = sent.idempotency_key
+    return PreparedEvent(event, idem, fingerprint(as_sent(sent)) if idem else "")
+
+
+def _rejected(i: int, exc: DomainError) -> schemas.BatchItemResult:
+    return schemas.BatchItemResult(
+        index=i, status=status_of(exc), error=error_detail(exc.code, exc.message, exc.details)
     )
 
 
+async def post_event_batch(request: web.Request) -> web.Response:
+    batch = await read_struct(request, BATCH_BODY_LIMIT, BATCH)
+    results: list[schemas.BatchItemResult | None] = [None] * len(batch.events)
+    prepared: list[tuple[int, PreparedEvent]] = []
+    for i, raw in enumerate(batch.events):
+        try:
+            prepared.append((i, _item(raw, i)))
+        except ValidationFailed as exc:
+            results[i] = _rejected(i, exc)
+    if prepared:
+        stored = await request.app[INGESTER].submit([p for _, p in prepared])
+        for (i, item), result in zip(prepared, stored, strict=True):
+            if isinstance(result, ValidationFailed):  # it names the item's own field
+                results[i] = _rejected(i, result.within(f"events[{i}]."))
+            elif isinstance(result, DomainError):
+                results[i] = _rejected(i, result)
+            else:
+                view = accepted(result, item.event)
+                results[i] = schemas.BatchItemResult(
+                    index=i,
+                    status=202,
+                    id=view.id,
+                    business_id=view.business_id,
+                    type=view.type,
+                    deliveries=view.deliveries,
+                    duplicate=view.duplicate,
+                )
+    done = [r for r in results if r is not None]
+    ok = sum(1 for r in done if r.status == 202)
+    body = schemas.BatchResult(accepted=ok, rejected=len(done) - ok, results=done)
+    return json_response(body, status=202)
+
+
 async def get_event(request: web.Request) -> web.Response:
-    return json_response(await request.app[STORE].get_event(path_id(request, "evt")))
+    view = await request.app[STORE].get_event(path_id(request, "evt"))
+    return answer(view, schemas.Event)
 
 
 # ---- event types -------------------------------------------------------------------------
 
 
 async def list_event_types(request: web.Request) -> web.Response:
-    return json_response({"data": await request.app[STORE].list_types()})
+    return answer({"data": await request.app[STORE].list_types()}, schemas.EventTypeList)
 
 
 async def post_event_type(request: web.Request) -> web.Response:
-    raw = validation.require_object(await read_json(request, JSON_BODY_LIMIT))
-    validation.reject_unknown(raw, {"name", "description"})
-    name = validation.event_type_name(raw.get("name"), "name")
-    if name.split(".", 1)[0] == "hookgate":
-        raise ValidationFailed("name", "the hookgate.* family is reserved", code="reserved")
-    description = raw.get("description", "")
-    if not isinstance(description, str) or len(description) > 1024:
-        raise ValidationFailed("description", "must be a string of at most 1024 characters")
-    created = await request.app[STORE].register_type(name, description)
-    body = {"name": name, "description": description, "created": created}
-    return json_response(body, status=201 if created else 200)
+    body = await read_struct(request, JSON_BODY_LIMIT, EVENT_TYPE)
+    name = validation.own_event_type(body.name, "name")
+    created = await request.app[STORE].register_type(name, body.description)
+    registered = schemas.EventTypeRegistered(
+        name=name, description=body.description, created=created
+    )
+    return json_response(registered, status=201 if created else 200)
 
 
 # ---- endpoints ---------------------------------------------------------------------------
@@ -131,39 +173,33 @@ async def post_event_type(request: web.Request) -> web.Response:
 
 async def post_endpoint(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    raw = await read_json(request, JSON_BODY_LIMIT)
-    fields = validation.endpoint_fields(
-        raw,
-        known_types=await store.known_types(),
-        rules=request.app[SETTINGS].targets,
-        partial=False,
+    body = await read_struct(request, JSON_BODY_LIMIT, ENDPOINT)
+    fields = validation.endpoint_of(
+        body, known_types=await store.known_types(), rules=request.app[SETTINGS].targets
     )
     endpoint, secret = await store.create_endpoint(fields)
-    return json_response({**endpoint, "secret": secret}, status=201)
+    return answer({**endpoint, "secret": secret}, schemas.EndpointWithSecret, status=201)
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    business = request.query.get("business_id")
-    if business is not None:
-        validation.business_id(business)
-    return json_response({"data": await request.app[STORE].list_endpoints(business)})
+    query = bodies.convert(dict(request.query), schemas.EndpointQuery)
+    business = None if query.business_id is UNSET else query.business_id
+    return answer({"data": await request.app[STORE].list_endpoints(business)}, schemas.EndpointList)
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
-    return json_response(await request.app[STORE].get_endpoint(path_id(request, "ep")))
+    view = await request.app[STORE].get_endpoint(path_id(request, "ep"))
+    return answer(view, schemas.Endpoint)
 
 
 async def patch_endpoint(request: web.Request) -> web.Response:
     store = request.app[STORE]
     endpoint_id = path_id(request, "ep")
-    raw = await read_json(request, JSON_BODY_LIMIT)
-    fields = validation.endpoint_fields(
-        raw,
-        known_types=await store.known_types(),
-        rules=request.app[SETTINGS].targets,
-        partial=True,
+    body = await read_struct(request, JSON_BODY_LIMIT, ENDPOINT_PATCH)
+    fields = validation.endpoint_of(
+        body, known_types=await store.known_types(), rules=request.app[SETTINGS].targets
     )
-    return json_response(await store.update_endpoint(endpoint_id, fields))
+    return answer(await store.update_endpoint(endpoint_id, fields), schemas.Endpoint)
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
@@ -173,126 +209,97 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 async def rotate_secret(request: web.Request) -> web.Response:
     endpoint, secret = await request.app[STORE].rotate_secret(path_id(request, "ep"))
-    return json_response({**endpoint, "secret": secret})
+    return answer({**endpoint, "secret": secret}, schemas.EndpointWithSecret)
 
 
 # ---- deliveries and operations -----------------------------------------------------------
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    return json_response(await request.app[STORE].get_delivery(path_id(request, "dlv")))
+    view = await request.app[STORE].get_delivery(path_id(request, "dlv"))
+    return answer(view, schemas.Delivery)
 
 
-LIST_PARAMS = {
-    "endpoint_id",
-    "event_id",
-    "business_id",
-    "status",
-    "event_type",
-    "since",
-    "until",
-    "limit",
-    "cursor",
-}
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    q = request.query
-    validation.reject_unknown(q, LIST_PARAMS)
-    status = q.get("status")
-    if status is not None and status not in STATUSES:
-        raise ValidationFailed("status", f"must be one of {', '.join(STATUSES)}")
-    event_type = q.get("event_type")
-    if event_type is not None:
-        validation.event_type_name(event_type, "event_type")
-    business = q.get("business_id")
-    if business is not None:
-        validation.business_id(business)
-    try:
-        limit = int(q.get("limit", "50"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 500:
-        raise ValidationFailed("limit", "must be a whole number from 1 to 500")
-    since_ms, until_ms = window(q.get("since"), q.get("until"), since_required=False)
+    q = bodies.convert(dict(request.query), schemas.DeliveryQuery, strict=False)
+    since_ms, until_ms = window(_given(q.since), _given(q.until), since_required=False)
     flt = DeliveryFilter(
-        endpoint_id=query_id(q, "endpoint_id", "ep"),
-        event_id=query_id(q, "event_id", "evt"),
-        business_id=business,
-        status=status,
-        event_type=event_type,
+        endpoint_id=_given(q.endpoint_id),
+        event_id=_given(q.event_id),
+        business_id=_given(q.business_id),
+        status=_given(q.status),
+        event_type=_given(q.event_type),
         since_ms=since_ms,
         until_ms=until_ms,
     )
     found, cursor = await request.app[RECOVERY].list_deliveries(
-        flt, limit=limit, cursor=q.get("cursor")
+        flt, limit=q.limit, cursor=_given(q.cursor)
     )
-    return json_response({"data": found, "next_cursor": cursor})
+    return answer({"data": found, "next_cursor": cursor}, schemas.DeliveryPage)
 
 
 async def replay_delivery(request: web.Request) -> web.Response:
     view = await request.app[RECOVERY].replay_delivery(path_id(request, "dlv"))
-    return json_response(view, status=202)
+    return answer(view, schemas.Delivery, status=202)
 
 
 async def replay_endpoint(request: web.Request) -> web.Response:
     endpoint_id = path_id(request, "ep")
-    raw = validation.require_object(await read_json(request, JSON_BODY_LIMIT))
-    validation.reject_unknown(raw, {"since", "until", "status", "dry_run"})
-    since_ms, until_ms = window(raw.get("since"), raw.get("until"), since_required=True)
-    status = raw.get("status", "failed")
-    if status not in ("failed", "all"):
-        raise ValidationFailed("status", 'must be "failed" or "all"')
-    dry_run = raw.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise ValidationFailed("dry_run", "must be true or false")
+    body = await read_struct(request, JSON_BODY_LIMIT, REPLAY)
+    since_ms, until_ms = window(body.since, body.until, since_required=True)
     assert since_ms is not None
     result = await request.app[RECOVERY].start_replay(
         endpoint_id,
         since_ms=since_ms,
         until_ms=until_ms if until_ms is not None else int(time.time() * 1000),
-        include_succeeded=status == "all",
-        dry_run=dry_run,
+        include_succeeded=body.status == "all",
+        dry_run=body.dry_run,
     )
-    return json_response(result, status=200 if dry_run else 202)
+    if body.dry_run:
+        return answer(result, schemas.ReplayPreview)
+    return answer(result, schemas.Replay, status=202)
 
 
 async def get_replay(request: web.Request) -> web.Response:
-    return json_response(await request.app[RECOVERY].get_replay(path_id(request, "rpl")))
+    view = await request.app[RECOVERY].get_replay(path_id(request, "rpl"))
+    return answer(view, schemas.Replay)
 
 
 async def disable_endpoint(request: web.Request) -> web.Response:
     endpoint_id = path_id(request, "ep")
-    raw = await read_json(request, JSON_BODY_LIMIT) if request.can_read_body else {}
-    raw = validation.require_object(raw)
-    validation.reject_unknown(raw, {"reason"})
-    reason = raw.get("reason", "disabled by an operator")
-    if not isinstance(reason, str) or not 1 <= len(reason) <= 500:
-        raise ValidationFailed("reason", "must be a string of 1 to 500 characters")
-    return json_response(await request.app[RECOVERY].disable(endpoint_id, reason))
+    if request.can_read_body:
+        body = await read_struct(request, JSON_BODY_LIMIT, DISABLE)
+    else:
+        body = schemas.DisableIn()
+    view = await request.app[RECOVERY].disable(endpoint_id, body.reason)
+    return answer(view, schemas.Endpoint)
 
 
 async def enable_endpoint(request: web.Request) -> web.Response:
-    return json_response(await request.app[RECOVERY].enable(path_id(request, "ep")))
+    view = await request.app[RECOVERY].enable(path_id(request, "ep"))
+    return answer(view, schemas.Endpoint)
 
 
 async def test_endpoint(request: web.Request) -> web.Response:
     result = await request.app[RECOVERY].send_test(path_id(request, "ep"))
-    return json_response(
-        {"event_id": result.event_id, "delivery_id": result.deliveries[0]}, status=202
-    )
+    sent = schemas.TestSent(event_id=result.event_id, delivery_id=result.deliveries[0])
+    return json_response(sent, status=202)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "version": __version__})
+    return json_response(schemas.Health(status="ok", version=__version__))
 
 
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[REDIS].ping()
-    except (RedisError, OSError) as exc:
-        return error_response(503, "not_ready", f"redis: {exc}")
-    return json_response({"status": "ready"})
+    """Ready while Redis takes writes this gateway may acknowledge (see ``RedisWatch``)."""
+    reason = await request.app[REDIS_WATCH].not_ready_because()
+    if reason is not None:
+        return error_response(503, "not_ready", reason)
+    return json_response(schemas.Ready(status="ready"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -307,31 +314,36 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
+    return web.Response(body=openapi_json(), content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:
-    """The JSON API's routes, health checks, metrics and the OpenAPI document."""
+    """The JSON API's routes, health checks, metrics and the OpenAPI document.
+
+    A route's ``{id}`` matches ids of its kind only: ``GET /v1/events/batch`` is then a 405
+    (batch is POST), not a 404 for an event named "batch".
+    """
+    evt, ep, dlv, rpl = (f"{{id:{formats.ID_FORMS[kind]}}}" for kind in ("evt", "ep", "dlv", "rpl"))
     r = app.router
     r.add_post("/v1/events", post_event)
     r.add_post("/v1/events/batch", post_event_batch)
-    r.add_get("/v1/events/{id}", get_event)
+    r.add_get(f"/v1/events/{evt}", get_event)
     r.add_get("/v1/event-types", list_event_types)
     r.add_post("/v1/event-types", post_event_type)
     r.add_post("/v1/endpoints", post_endpoint)
     r.add_get("/v1/endpoints", list_endpoints)
-    r.add_get("/v1/endpoints/{id}", get_endpoint)
-    r.add_patch("/v1/endpoints/{id}", patch_endpoint)
-    r.add_delete("/v1/endpoints/{id}", delete_endpoint)
-    r.add_post("/v1/endpoints/{id}/rotate-secret", rotate_secret)
-    r.add_post("/v1/endpoints/{id}/replay", replay_endpoint)
-    r.add_post("/v1/endpoints/{id}/disable", disable_endpoint)
-    r.add_post("/v1/endpoints/{id}/enable", enable_endpoint)
-    r.add_post("/v1/endpoints/{id}/test", test_endpoint)
+    r.add_get(f"/v1/endpoints/{ep}", get_endpoint)
+    r.add_patch(f"/v1/endpoints/{ep}", patch_endpoint)
+    r.add_delete(f"/v1/endpoints/{ep}", delete_endpoint)
+    r.add_post(f"/v1/endpoints/{ep}/rotate-secret", rotate_secret)
+    r.add_post(f"/v1/endpoints/{ep}/replay", replay_endpoint)
+    r.add_post(f"/v1/endpoints/{ep}/disable", disable_endpoint)
+    r.add_post(f"/v1/endpoints/{ep}/enable", enable_endpoint)
+    r.add_post(f"/v1/endpoints/{ep}/test", test_endpoint)
     r.add_get("/v1/deliveries", list_deliveries)
-    r.add_get("/v1/deliveries/{id}", get_delivery)
-    r.add_post("/v1/deliveries/{id}/replay", replay_delivery)
-    r.add_get("/v1/replays/{id}", get_replay)
+    r.add_get(f"/v1/deliveries/{dlv}", get_delivery)
+    r.add_post(f"/v1/deliveries/{dlv}/replay", replay_delivery)
+    r.add_get(f"/v1/replays/{rpl}", get_replay)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway.core.catalog import load_catalog
 from gateway.core.settings import Settings
+from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 from gateway.web import api
-from gateway.web.context import INGESTER, RECOVERY, REDIS, SETTINGS, STORE
+from gateway.web.context import INGESTER, RECOVERY, REDIS, REDIS_WATCH, SETTINGS, STORE
 from gateway.web.errors import api_middleware
 from gateway.web.portal import post_portal_link, setup_portal
 from gateway.web.requests import BATCH_BODY_LIMIT
@@ -25,11 +30,25 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     )
     store = Store(redis, settings, load_catalog())
     app[STORE] = store
-    app[INGESTER] = Ingester(store)
+    watch = RedisWatch(
+        redis, wait_replicas=settings.wait_replicas, wait_timeout=settings.redis_wait_timeout
+    )
+    app[REDIS_WATCH] = watch
+    app[INGESTER] = Ingester(store, watch)
     app[RECOVERY] = Recovery(store)
     app[SETTINGS] = settings
     app[REDIS] = redis
+    app.cleanup_ctx.append(_watch_redis)
     api.add_routes(app)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     setup_portal(app)
     return app
+
+
+async def _watch_redis(app: web.Application) -> AsyncIterator[None]:
+    """Re-reads Redis's eviction policy every HOOKGATE_REDIS_CHECK_INTERVAL while serving."""
+    task = asyncio.create_task(app[REDIS_WATCH].watch_forever(app[SETTINGS].redis_check_interval))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

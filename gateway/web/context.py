@@ -7,6 +7,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from gateway.core.settings import Settings
+from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
@@ -16,3 +17,4 @@ RECOVERY = web.AppKey("recovery", Recovery)
 INGESTER = web.AppKey("ingester", Ingester)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
+REDIS_WATCH = web.AppKey("redis_watch", RedisWatch)

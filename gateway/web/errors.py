@@ -3,7 +3,7 @@
 Domain errors (``gateway.core.errors``) carry no status: ``STATUS`` maps each class to one
 here. The errors below exist only at the HTTP boundary (a body too large, too slow, not JSON,
 a missing token). ``error_body`` is the only builder of the envelope
-``{"error": {"code", "message", "details"?}}``.
+``{"error": {"code", "message", "details"?}}`` (``schemas.Error``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.core import codec
-from gateway.core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from gateway.core.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    StoreUnavailable,
+    ValidationFailed,
+)
+from gateway.web.schemas import Error, ErrorDetail
 
 log = structlog.get_logger("hookgate.api")
 
@@ -51,7 +58,11 @@ STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
+    StoreUnavailable: 503,
 }
+
+# Seconds a client should wait before sending a refused write again (a failover takes a few).
+RETRY_AFTER = "1"
 
 # Codes for aiohttp's own HTTP errors (no route, wrong method, …).
 HTTP_CODES = {
@@ -73,19 +84,25 @@ def status_of(exc: DomainError) -> int:
     return 400
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return {"error": error}
+def error_detail(code: str, message: str, details: Any = None) -> ErrorDetail:
+    return ErrorDetail(
+        code=code, message=message, details=msgspec.UNSET if details is None else details
+    )
 
 
-def body_of(exc: DomainError) -> dict[str, Any]:
+def error_body(code: str, message: str, details: Any = None) -> Error:
+    return Error(error=error_detail(code, message, details))
+
+
+def body_of(exc: DomainError) -> Error:
     return error_body(exc.code, exc.message, exc.details)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=codec.dumps(data), status=status, content_type="application/json")
+    """``data`` (a Struct from ``schemas``, or plain JSON values) as a JSON answer."""
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
@@ -99,6 +116,8 @@ def domain_error_response(exc: DomainError) -> web.Response:
         response.force_close()  # the rest of the body is never read: drop the connection
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="hookgate"'
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER
     return response
 
 
@@ -112,7 +131,9 @@ def http_error_response(exc: web.HTTPException) -> web.Response:
 def unexpected_error_response(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, RedisError):
         log.error("hookgate.api.redis_unavailable", error=str(exc), path=request.path)
-        return error_response(503, "store_unavailable", "the event store is unavailable; retry")
+        response = error_response(503, "store_unavailable", "the event store is unavailable; retry")
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
     log.exception("hookgate.api.unhandled", path=request.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error")
 

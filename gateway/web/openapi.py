@@ -1,241 +1,371 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document served at ``/openapi.json``, generated: the bodies' schemas from
+the Structs in ``schemas.py`` (``msgspec.json.schema_components``), the operations from the
+route table below.
+
+Error answers follow from what an operation does, so none is forgotten: every ``/v1`` route
+can answer 401; one that reads a body 400, 408, 413 and 422; one with a query string 422; one
+with an ``{id}`` 404; one that touches Redis 503 ``store_unavailable``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from gateway import __version__
-from gateway.store.recovery import STATUSES
+from gateway.core import formats
+from gateway.web import schemas
+
+REF = "#/components/schemas/{name}"
+
+# What the body of an answer is: a Struct, an OpenAPI content map, or nothing.
+Shape = type[msgspec.Struct] | dict[str, Any] | None
+
+ERRORS = {
+    400: "Malformed JSON (invalid_json)",
+    401: "Missing or wrong bearer token (unauthorized)",
+    404: "Unknown id (not_found)",
+    408: "The body did not arrive within the request timeout (request_timeout)",
+    409: "Conflict",
+    413: "Body too large (payload_too_large)",
+    422: "A field is missing, of the wrong type or not allowed (validation_failed; also "
+    "unknown_event_type, reserved, private_url, insecure_url)",
+    503: "The store is unavailable (store_unavailable); retry",
+}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    answers: Mapping[int, tuple[Shape, str]]
+    body: type[msgspec.Struct] | None = None
+    body_required: bool = True
+    query: type[msgspec.Struct] | None = None
+    id_kind: str | None = None  # what the path's {id} names
+    parameters: tuple[dict[str, Any], ...] = ()  # others: headers, a business id in the path
+    conflict: str | None = None  # when the operation can answer 409: why
+    store: bool = True  # it reads or writes Redis
+    public: bool = False  # no bearer token
+    description: str | None = None
+
+    def errors(self) -> dict[int, str]:
+        found: dict[int, str] = {}
+        if self.path.startswith("/v1/"):
+            found[401] = ERRORS[401]
+        if self.body is not None:
+            found.update({s: ERRORS[s] for s in (400, 408, 413, 422)})
+        if self.query is not None or any(p["in"] == "path" for p in self.parameters):
+            found[422] = ERRORS[422]
+        if self.id_kind is not None or any(p["in"] == "path" for p in self.parameters):
+            found[404] = ERRORS[404]
+        if self.conflict is not None:
+            found[409] = f"{ERRORS[409]}: {self.conflict}"
+        if self.store:
+            found[503] = ERRORS[503]
+        return dict(sorted(found.items()))
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": formats.IDEMPOTENCY_KEY},
+    "description": "the same key with the same body within 24 h stores the event once; with "
+    "another body it is a 409",
+}
+BUSINESS_IN_PATH = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": formats.BUSINESS_ID},
+    "description": "the business the link opens the portal for",
+}
+DISABLED = "the endpoint is disabled: enable it first (endpoint_disabled)"
+CONCURRENT = "the endpoint is being changed concurrently; try again"
+S = schemas
+
+OPERATIONS = (
+    Operation(
+        "post",
+        "/v1/events",
+        "Ingest one event; 202 only once it and its deliveries are stored",
+        {202: (S.EventAccepted, "Stored")},
+        body=S.EventIn,
+        parameters=(IDEMPOTENCY_KEY,),
+        conflict="the Idempotency-Key was used with another body (idempotency_conflict)",
+    ),
+    Operation(
+        "post",
+        "/v1/events/batch",
+        "Ingest up to 1000 events; one result per item",
+        {202: (S.BatchResult, "Per-item results")},
+        body=S.BatchIn,
+    ),
+    Operation(
+        "get",
+        "/v1/events/{id}",
+        "An event and the state of each of its deliveries",
+        {200: (S.Event, "The event")},
+        id_kind="evt",
+    ),
+    Operation(
+        "get",
+        "/v1/event-types",
+        "Catalogue and registered event types",
+        {200: (S.EventTypeList, "Types")},
+    ),
+    Operation(
+        "post",
+        "/v1/event-types",
+        "Register a custom event type",
+        {
+            201: (S.EventTypeRegistered, "Registered"),
+            200: (S.EventTypeRegistered, "Already known"),
+        },
+        body=S.EventTypeIn,
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints",
+        "List endpoints, optionally of one business",
+        {200: (S.EndpointList, "Endpoints")},
+        query=S.EndpointQuery,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints",
+        "Create an endpoint; the answer holds its secret, once",
+        {201: (S.EndpointWithSecret, "Created")},
+        body=S.EndpointIn,
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}",
+        "One endpoint (never its secret)",
+        {200: (S.Endpoint, "The endpoint")},
+        id_kind="ep",
+    ),
+    Operation(
+        "patch",
+        "/v1/endpoints/{id}",
+        "Change an endpoint",
+        {200: (S.Endpoint, "Changed")},
+        id_kind="ep",
+        body=S.EndpointPatch,
+        conflict=CONCURRENT,
+    ),
+    Operation(
+        "delete",
+        "/v1/endpoints/{id}",
+        "Delete; pending deliveries are cancelled",
+        {204: (None, "Deleted")},
+        id_kind="ep",
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/rotate-secret",
+        "New secret; old ones keep signing for the grace period",
+        {200: (S.EndpointWithSecret, "Rotated")},
+        id_kind="ep",
+        conflict=CONCURRENT,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/replay",
+        "Replay an endpoint's deliveries of a time window, in batches",
+        {
+            202: (S.Replay, "Started (or the same one, already running)"),
+            200: (S.ReplayPreview, "A dry run: what would be replayed"),
+        },
+        id_kind="ep",
+        body=S.ReplayIn,
+        conflict=DISABLED,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/disable",
+        "Disable: pending deliveries are cancelled, new ones skipped",
+        {200: (S.Endpoint, "Disabled")},
+        id_kind="ep",
+        body=S.DisableIn,
+        body_required=False,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/enable",
+        "Enable again",
+        {200: (S.Endpoint, "Enabled")},
+        id_kind="ep",
+        conflict=CONCURRENT,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/test",
+        "Send a signed hookgate.test event to this endpoint alone",
+        {202: (S.TestSent, "Sent through the normal path")},
+        id_kind="ep",
+        conflict=DISABLED,
+    ),
+    Operation(
+        "get",
+        "/v1/deliveries",
+        "Deliveries, newest first, cursor-paginated",
+        {200: (S.DeliveryPage, "A page of deliveries")},
+        query=S.DeliveryQuery,
+    ),
+    Operation(
+        "get",
+        "/v1/deliveries/{id}",
+        "A delivery with every attempt and its next attempt time",
+        {200: (S.Delivery, "The delivery")},
+        id_kind="dlv",
+    ),
+    Operation(
+        "post",
+        "/v1/deliveries/{id}/replay",
+        "A new attempt chain for one delivery: same webhook-id and body",
+        {202: (S.Delivery, "Replaying")},
+        id_kind="dlv",
+        conflict="the delivery is still pending (pending), or its endpoint was deleted "
+        "(endpoint_deleted) or is disabled (endpoint_disabled)",
+    ),
+    Operation(
+        "get",
+        "/v1/replays/{id}",
+        "A bulk replay's progress",
+        {200: (S.Replay, "Progress")},
+        id_kind="rpl",
+    ),
+    Operation(
+        "post",
+        "/v1/businesses/{id}/portal-links",
+        "A single-use link that opens the delivery portal for one business",
+        {201: (S.PortalLink, "The link: give it to the merchant; it works once")},
+        body=S.PortalLinkIn,
+        body_required=False,
+        parameters=(BUSINESS_IN_PATH,),
+    ),
+    Operation(
+        "get",
+        "/healthz",
+        "Liveness",
+        {200: (S.Health, "Alive")},
+        store=False,
+        public=True,
+    ),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness: Redis answers",
+        {200: (S.Ready, "Ready"), 503: (S.Error, "Not ready (not_ready)")},
+        store=False,
+        public=True,
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        {200: ({"text/plain": {"schema": {"type": "string"}}}, "Prometheus text")},
+        public=True,
+        description=(
+            "Open unless HOOKGATE_METRICS_TOKEN is set; then it needs "
+            "`Authorization: Bearer <that token>`."
+        ),
+    ),
+    Operation(
+        "get",
+        "/openapi.json",
+        "This document",
+        {200: ({"application/json": {"schema": {"type": "object"}}}, "OpenAPI")},
+        store=False,
+        public=True,
+    ),
+)
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed JSON",
-        401: "Missing or wrong bearer token",
-        404: "Unknown id",
-        409: "Conflict",
-        413: "Body too large",
-        422: "A field is missing, of the wrong type or not allowed",
-        503: "The store is unavailable",
-    }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+def _json(shape: Shape, description: str) -> dict[str, Any]:
+    if shape is None:
+        return {"description": description}
+    if isinstance(shape, dict):
+        return {"description": description, "content": shape}
+    ref = {"$ref": REF.format(name=shape.__name__)}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
 
 
-def _query(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": description,
-    }
-
-
-def _id_param(prefix: str) -> dict[str, Any]:
+def _id_parameter(kind: str) -> dict[str, Any]:
     return {
         "name": "id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
-        "description": f"an id starting with {prefix}_",
+        "schema": {"type": "string", "pattern": formats.IDS[kind]},
+        "description": f"an id starting with {kind}_",
     }
 
 
-_TIME = {"type": ["string", "null"], "format": "date-time"}
+def query_parameters(query: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """A query string's Struct as OpenAPI parameters, one per field, with its constraints."""
+    _, components = msgspec.json.schema_components([query], ref_template=REF)
+    schema = components.pop(query.__name__)
+    assert not components, "a query string's fields are plain values"
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        param = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        params.append({**param, "schema": prop})
+    return params
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {},
-                },
-            }
-        },
-    },
-    "EventIn": {
-        "type": "object",
-        "required": ["business_id", "type", "data"],
-        "additionalProperties": False,
-        "properties": {
-            "business_id": {"type": "string", "pattern": r"^[A-Za-z0-9_\-:.]{1,128}$"},
-            "type": {"type": "string", "examples": ["payment.succeeded"]},
-            "timestamp": {
-                "type": ["string", "null"],
-                "format": "date-time",
-                "description": "absent or null: the time of ingest",
+
+def _operation(op: Operation) -> dict[str, Any]:
+    doc: dict[str, Any] = {"summary": op.summary}
+    if op.description:
+        doc["description"] = op.description
+    if op.public:
+        doc["security"] = []
+    params = [*op.parameters]
+    if op.id_kind is not None:
+        params.insert(0, _id_parameter(op.id_kind))
+    if op.query is not None:
+        params += query_parameters(op.query)
+    if params:
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": op.body_required,
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(name=op.body.__name__)}}
             },
-            "data": {"type": "object"},
-        },
-    },
-    "EventAccepted": {
-        "type": "object",
-        "required": ["id", "business_id", "type", "deliveries", "duplicate"],
-        "properties": {
-            "id": {"type": "string"},
-            "business_id": {"type": "string"},
-            "type": {"type": "string"},
-            "deliveries": {"type": "array", "items": {"type": "string"}},
-            "duplicate": {"type": "boolean"},
-        },
-    },
-    "Delivery": {
-        "type": "object",
-        "required": ["id", "event_id", "endpoint_id", "status"],
-        "properties": {
-            "id": {"type": "string"},
-            "event_id": {"type": "string"},
-            "endpoint_id": {"type": "string"},
-            "business_id": {"type": "string"},
-            "event_type": {"type": ["string", "null"]},
-            "status": {"enum": ["pending", "succeeded", "failed", "cancelled", "skipped"]},
-            "reason": {"type": ["string", "null"]},
-            "attempt_count": {"type": "integer"},
-            "replays": {"type": "integer", "description": "how many times it was replayed"},
-            "next_attempt_at": _TIME,
-            "created_at": _TIME,
-            "updated_at": _TIME,
-            "attempts": {"type": "array", "items": _ref("Attempt")},
-        },
-    },
-    "Attempt": {
-        "type": "object",
-        "properties": {
-            "attempt": {"type": "integer"},
-            "replay": {"type": "integer", "description": "0: first chain; n: the nth replay"},
-            "at": {"type": "integer", "description": "unix seconds, the webhook-timestamp sent"},
-            "status_code": {"type": ["integer", "null"]},
-            "latency_ms": {"type": "number"},
-            "error": {"type": ["string", "null"]},
-            "response_body": {"type": "string", "description": "first 4 KB"},
-            "outcome": {"enum": ["succeeded", "retry", "failed", "gone"]},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "business_id": {"type": "string"},
-            "type": {"type": "string"},
-            "created_at": _TIME,
-            "payload": {"type": "object"},
-            "deliveries": {"type": "array", "items": _ref("Delivery")},
-        },
-    },
-    "EndpointIn": {
-        "type": "object",
-        "required": ["business_id", "url"],
-        "additionalProperties": False,
-        "properties": {
-            "business_id": {"type": "string"},
-            "url": {"type": "string", "format": "uri"},
-            "event_types": {
-                "type": ["array", "null"],
-                "items": {"type": "string"},
-                "description": "exact names or family.* patterns; absent = every type",
-            },
-            "description": {"type": ["string", "null"], "maxLength": 1024},
-            "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
-            "max_in_flight": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
-        },
-    },
-    "EndpointPatch": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string", "format": "uri"},
-            "event_types": {"type": ["array", "null"], "items": {"type": "string"}},
-            "description": {"type": ["string", "null"], "maxLength": 1024},
-            "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
-            "max_in_flight": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
-        },
-    },
-    "ReplayIn": {
-        "type": "object",
-        "required": ["since"],
-        "additionalProperties": False,
-        "properties": {
-            "since": {"type": "string", "description": "RFC 3339 time or a duration ago (2h)"},
-            "until": {"type": "string", "description": "RFC 3339 time or a duration ago"},
-            "status": {
-                "enum": ["failed", "all"],
-                "description": "failed: every delivery "
-                "that did not reach the endpoint (failed, cancelled, skipped)",
-            },
-            "dry_run": {"type": "boolean"},
-        },
-    },
-    "Replay": {
-        "type": "object",
-        "required": ["replay_id", "matched"],
-        "properties": {
-            "replay_id": {"type": ["string", "null"]},
-            "matched": {"type": "integer"},
-            "enqueued": {"type": "integer"},
-            "skipped": {"type": "integer"},
-            "succeeded": {"type": "integer"},
-            "failed": {"type": "integer"},
-            "cancelled": {"type": "integer"},
-            "pending": {"type": "integer"},
-            "state": {"enum": ["enqueuing", "running", "completed"]},
-            "dry_run": {"type": "boolean"},
-            "already_running": {"type": "boolean"},
-        },
-    },
-    "Endpoint": {
-        "type": "object",
-        "required": ["id", "business_id", "url"],
-        "properties": {
-            "id": {"type": "string"},
-            "business_id": {"type": "string"},
-            "url": {"type": "string"},
-            "event_types": {"type": ["array", "null"], "items": {"type": "string"}},
-            "description": {"type": "string"},
-            "headers": {"type": "object"},
-            "max_in_flight": {"type": "integer"},
-            "disabled": {"type": "boolean"},
-            "disabled_reason": {"type": ["string", "null"]},
-            "disabled_at": _TIME,
-            "health": {
-                "type": "object",
-                "description": "only on GET /v1/endpoints/{id}",
-                "properties": {
-                    "last_success_at": _TIME,
-                    "consecutive_failures": {"type": "integer"},
-                    "failing_since": _TIME,
-                    "attempts_24h": {"type": "integer"},
-                    "success_rate_24h": {"type": ["number", "null"]},
-                    "in_flight": {"type": "integer"},
-                    "hourly": {"type": "array", "items": {"type": "object"}},
-                },
-            },
-            "secret_count": {"type": "integer"},
-            "created_at": _TIME,
-            "updated_at": _TIME,
-            "secret": {"type": "string", "description": "only in create and rotate answers"},
-        },
-    },
-}
+        }
+    answers = {status: _json(shape, text) for status, (shape, text) in op.answers.items()}
+    errors = {s: _json(S.Error, text) for s, text in op.errors().items() if s not in answers}
+    doc["responses"] = {str(s): answers.get(s) or errors[s] for s in sorted({*answers, *errors})}
+    return doc
+
+
+def shapes() -> list[type[msgspec.Struct]]:
+    """Every Struct the document shows a body of (query Structs become parameters)."""
+    found: dict[str, type[msgspec.Struct]] = {"Error": S.Error}
+    for op in OPERATIONS:
+        for shape in (op.body, *(shape for shape, _ in op.answers.values())):
+            if isinstance(shape, type):
+                found[shape.__name__] = shape
+    return list(found.values())
 
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    ep_id = [_id_param("ep")]
+    _, components = msgspec.json.schema_components(shapes(), ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -244,406 +374,14 @@ def openapi_document() -> dict[str, Any]:
             "description": "Durable ingest and signed, retried webhook delivery.",
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": dict(sorted(components.items())),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/v1/events": {
-                "post": {
-                    "summary": "Ingest one event; 202 only once it and its deliveries are stored",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("EventIn")}},
-                    },
-                    "responses": {
-                        "202": _json(_ref("EventAccepted"), "Stored"),
-                        **_errors(400, 401, 409, 413, 422, 503),
-                    },
-                }
-            },
-            "/v1/events/batch": {
-                "post": {
-                    "summary": "Ingest up to 1000 events; one result per item",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["events"],
-                                    "properties": {
-                                        "events": {
-                                            "type": "array",
-                                            "minItems": 1,
-                                            "maxItems": 1000,
-                                            "items": {
-                                                "description": (
-                                                    "an event as for POST /v1/events, plus an "
-                                                    "optional idempotency_key; an item that is "
-                                                    "not valid gets its own error result"
-                                                )
-                                            },
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "accepted": {"type": "integer"},
-                                    "rejected": {"type": "integer"},
-                                    "results": {"type": "array", "items": {"type": "object"}},
-                                },
-                            },
-                            "Per-item results",
-                        ),
-                        **_errors(400, 401, 413, 422, 503),
-                    },
-                }
-            },
-            "/v1/events/{id}": {
-                "get": {
-                    "summary": "An event and the state of each of its deliveries",
-                    "parameters": [_id_param("evt")],
-                    "responses": {"200": _json(_ref("Event"), "The event"), **_errors(401, 404)},
-                }
-            },
-            "/v1/event-types": {
-                "get": {
-                    "summary": "Catalogue and registered event types",
-                    "responses": {"200": _json({"type": "object"}, "Types"), **_errors(401)},
-                },
-                "post": {
-                    "summary": "Register a custom event type",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["name"],
-                                    "properties": {
-                                        "name": {"type": "string"},
-                                        "description": {"type": "string"},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": _json({"type": "object"}, "Registered"),
-                        "200": _json({"type": "object"}, "Already known"),
-                        **_errors(400, 401, 413, 422),
-                    },
-                },
-            },
-            "/v1/endpoints": {
-                "get": {
-                    "summary": "List endpoints, optionally of one business",
-                    "parameters": [
-                        {
-                            "name": "business_id",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "data": {"type": "array", "items": _ref("Endpoint")}
-                                },
-                            },
-                            "Endpoints",
-                        ),
-                        **_errors(401, 422),
-                    },
-                },
-                "post": {
-                    "summary": "Create an endpoint; the answer holds its secret, once",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("EndpointIn")}},
-                    },
-                    "responses": {
-                        "201": _json(_ref("Endpoint"), "Created"),
-                        **_errors(400, 401, 413, 422),
-                    },
-                },
-            },
-            "/v1/endpoints/{id}": {
-                "get": {
-                    "parameters": ep_id,
-                    "summary": "One endpoint (never its secret)",
-                    "responses": {
-                        "200": _json(_ref("Endpoint"), "The endpoint"),
-                        **_errors(401, 404),
-                    },
-                },
-                "patch": {
-                    "parameters": ep_id,
-                    "summary": "Change an endpoint",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("EndpointPatch")}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("Endpoint"), "Changed"),
-                        **_errors(400, 401, 404, 409, 413, 422),
-                    },
-                },
-                "delete": {
-                    "parameters": ep_id,
-                    "summary": "Delete; pending deliveries are cancelled",
-                    "responses": {"204": {"description": "Deleted"}, **_errors(401, 404)},
-                },
-            },
-            "/v1/endpoints/{id}/rotate-secret": {
-                "post": {
-                    "parameters": ep_id,
-                    "summary": "New secret; old ones keep signing for the grace period",
-                    "responses": {
-                        "200": _json(_ref("Endpoint"), "Rotated"),
-                        **_errors(401, 404, 409),
-                    },
-                }
-            },
-            "/v1/deliveries": {
-                "get": {
-                    "summary": "Deliveries, newest first, cursor-paginated",
-                    "parameters": [
-                        _query("endpoint_id", "only this endpoint's"),
-                        _query("event_id", "only this event's"),
-                        _query("business_id", "only this business's"),
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"enum": list(STATUSES)},
-                        },
-                        _query("event_type", "only this type"),
-                        _query("since", "RFC 3339 time or a duration ago (2h)"),
-                        _query("until", "RFC 3339 time or a duration ago"),
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                        },
-                        _query("cursor", "next_cursor of the previous page"),
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["data", "next_cursor"],
-                                "properties": {
-                                    "data": {"type": "array", "items": _ref("Delivery")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            },
-                            "A page of deliveries",
-                        ),
-                        **_errors(401, 422),
-                    },
-                }
-            },
-            "/v1/deliveries/{id}/replay": {
-                "post": {
-                    "parameters": [_id_param("dlv")],
-                    "summary": "A new attempt chain for one delivery: same webhook-id and body",
-                    "responses": {
-                        "202": _json(_ref("Delivery"), "Replaying"),
-                        **_errors(401, 404, 409),
-                    },
-                }
-            },
-            "/v1/endpoints/{id}/replay": {
-                "post": {
-                    "parameters": [_id_param("ep")],
-                    "summary": "Replay an endpoint's deliveries of a time window, in batches",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ReplayIn")}},
-                    },
-                    "responses": {
-                        "202": _json(_ref("Replay"), "Started (or the same one, already running)"),
-                        "200": _json(_ref("Replay"), "A dry run: what would be replayed"),
-                        **_errors(400, 401, 404, 409, 413, 422),
-                    },
-                }
-            },
-            "/v1/replays/{id}": {
-                "get": {
-                    "parameters": [_id_param("rpl")],
-                    "summary": "A bulk replay's progress",
-                    "responses": {"200": _json(_ref("Replay"), "Progress"), **_errors(401, 404)},
-                }
-            },
-            "/v1/businesses/{id}/portal-links": {
-                "post": {
-                    "parameters": [
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_:.-]{1,128}$"},
-                            "description": "the business the link opens the portal for",
-                        }
-                    ],
-                    "summary": "A single-use link that opens the delivery portal for one business",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ttl": {
-                                            "type": "string",
-                                            "description": "how long the link stays valid, "
-                                            "1s to 7d (default 24h); the session it opens "
-                                            "ends then too, after at most 12h",
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": _json(
-                            {
-                                "type": "object",
-                                "required": ["url", "expires_at", "business_id"],
-                                "properties": {
-                                    "url": {"type": "string"},
-                                    "expires_at": {"type": "string", "format": "date-time"},
-                                    "business_id": {"type": "string"},
-                                },
-                            },
-                            "The link: give it to the merchant; it works once",
-                        ),
-                        **_errors(400, 401, 404, 413, 422),
-                    },
-                }
-            },
-            "/v1/endpoints/{id}/disable": {
-                "post": {
-                    "parameters": [_id_param("ep")],
-                    "summary": "Disable: pending deliveries are cancelled, new ones skipped",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "reason": {
-                                            "type": "string",
-                                            "minLength": 1,
-                                            "maxLength": 500,
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(_ref("Endpoint"), "Disabled"),
-                        **_errors(400, 401, 404, 413, 422),
-                    },
-                }
-            },
-            "/v1/endpoints/{id}/enable": {
-                "post": {
-                    "parameters": [_id_param("ep")],
-                    "summary": "Enable again",
-                    "responses": {"200": _json(_ref("Endpoint"), "Enabled"), **_errors(401, 404)},
-                }
-            },
-            "/v1/endpoints/{id}/test": {
-                "post": {
-                    "parameters": [_id_param("ep")],
-                    "summary": "Send a signed hookgate.test event to this endpoint alone",
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "event_id": {"type": "string"},
-                                    "delivery_id": {"type": "string"},
-                                },
-                            },
-                            "Sent through the normal path",
-                        ),
-                        **_errors(401, 404, 409),
-                    },
-                }
-            },
-            "/v1/deliveries/{id}": {
-                "get": {
-                    "parameters": [_id_param("dlv")],
-                    "summary": "A delivery with every attempt and its next attempt time",
-                    "responses": {
-                        "200": _json(_ref("Delivery"), "The delivery"),
-                        **_errors(401, 404),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "security": [],
-                    "summary": "Liveness",
-                    "responses": {"200": _json({"type": "object"}, "Alive")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "security": [],
-                    "summary": "Readiness: Redis answers",
-                    "responses": {
-                        "200": _json({"type": "object"}, "Ready"),
-                        "503": _json(_ref("Error"), "Not ready"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "security": [],
-                    "summary": "Prometheus metrics",
-                    "description": (
-                        "Open unless HOOKGATE_METRICS_TOKEN is set; then it needs "
-                        "`Authorization: Bearer <that token>`."
-                    ),
-                    "responses": {
-                        "200": {"description": "Prometheus text", "content": {"text/plain": {}}},
-                        **_errors(401),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "security": [],
-                    "summary": "This document",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI")},
-                }
-            },
-        },
+        "paths": paths,
     }
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    return msgspec.json.encode(openapi_document())

@@ -1,32 +1,35 @@
-"""Reading requests, for the API and the portal alike: bounded bodies, JSON, ids in paths and
-query strings, time windows."""
+"""Reading requests, for the API and the portal alike: bounded bodies decoded into their
+schemas, ids in paths and query strings, time windows."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
-from gateway.core import codec
-from gateway.core.durations import parse_time
+from gateway.core import formats
+from gateway.core.durations import DURATION_PATTERN, parse_time
 from gateway.core.errors import NotFound, ValidationFailed
+from gateway.web import bodies
 from gateway.web.context import SETTINGS
-from gateway.web.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from gateway.web.errors import PayloadTooLarge, RequestTimeout
+
+T = TypeVar("T")
 
 EVENT_BODY_LIMIT = 256 * 1024
 BATCH_BODY_LIMIT = 16 * 1024 * 1024
-BATCH_MAX_EVENTS = 1000
 JSON_BODY_LIMIT = 64 * 1024  # endpoints, event types
 
-ID_RES = {
-    "evt": re.compile(r"^evt_[0-9A-Z]{26}$"),
-    "ep": re.compile(r"^ep_[0-9A-Z]{26}$"),
-    "dlv": re.compile(r"^dlv_[0-9A-Z]{26}[0-9a-f]{1,8}$"),
-    "rpl": re.compile(r"^rpl_[0-9A-Z]{26}$"),
-}
+ID_RES = {kind: re.compile(pattern) for kind, pattern in formats.IDS.items()}
+DURATION_RE = re.compile(DURATION_PATTERN)
+DATE_TIME_RE = re.compile(formats.DATE_TIME)
+# The times a window can hold: 1970 to the end of 9999 (a time outside says the same as its end;
+# clamped, it can be stored and shown).
+LATEST_MS = 253_402_300_799_999
 
 KIND_NAMES = {"evt": "event", "ep": "endpoint", "dlv": "delivery", "rpl": "replay"}
 
@@ -59,14 +62,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(data)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    raw = await read_body(request, limit)
-    try:
-        return codec.loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:
-        raise BadRequest("the body nests too deeply", code="invalid_json") from None
+async def read_struct(request: web.Request, limit: int, decoder: msgspec.json.Decoder[T]) -> T:
+    """The body, at most ``limit`` bytes, decoded into the decoder's type (``bodies.decode``)."""
+    return bodies.decode(await read_body(request, limit), decoder)
 
 
 def path_id(request: web.Request, kind: str) -> str:
@@ -79,10 +77,19 @@ def path_id(request: web.Request, kind: str) -> str:
 def _time_param(value: Any, field: str, now: float) -> int:
     if not isinstance(value, str):
         raise ValidationFailed(field, "must be a duration like 2h or an RFC 3339 time")
+    duration = DURATION_RE.match(value) is not None
+    if not duration and not DATE_TIME_RE.match(value):
+        raise ValidationFailed(
+            field,
+            f"{value!r} is neither a duration like 30s, 15m, 2h, 5d nor an RFC 3339 time "
+            "like 2026-11-20T13:10:00Z",
+        )
     try:
-        return int(parse_time(value, now) * 1000)
+        # upper(): fromisoformat takes RFC 3339's t and z as capitals only
+        seconds = parse_time(value if duration else value.upper(), now)
     except ValueError as exc:
         raise ValidationFailed(field, str(exc)) from None
+    return int(min(max(seconds * 1000, 0), LATEST_MS))  # 100000d ago is -inf: clamped first
 
 
 def window(since: Any, until: Any, *, since_required: bool) -> tuple[int | None, int | None]:
@@ -96,10 +103,3 @@ def window(since: Any, until: Any, *, since_required: bool) -> tuple[int | None,
     if since_ms is not None and until_ms is not None and until_ms < since_ms:
         raise ValidationFailed("until", "is before since")
     return since_ms, until_ms
-
-
-def query_id(query: Any, name: str, kind: str) -> str | None:
-    value = query.get(name)
-    if value is not None and not ID_RES[kind].match(value):
-        raise ValidationFailed(name, f"is not a {KIND_NAMES[kind]} id")
-    return value  # type: ignore[no-any-return]

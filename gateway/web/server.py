@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -13,8 +14,8 @@ from aiohttp.web_response import Response, StreamResponse
 from aiohttp.web_server import Server
 from redis.asyncio import Redis
 
-from gateway.core.codec import dumps
 from gateway.core.settings import Settings
+from gateway.store.connection import check_at_start, connect
 from gateway.web.app import create_app
 from gateway.web.errors import error_body
 
@@ -49,7 +50,9 @@ class _Handler(RequestHandler):
         log.info("hookgate.serve.bad_http", status=status, error=type(exc).__name__)
         reason = "the HTTP request is malformed or its headers are too large"
         body = error_body("bad_http_request", reason)
-        response = Response(body=dumps(body), status=status, content_type="application/json")
+        response = Response(
+            body=msgspec.json.encode(body), status=status, content_type="application/json"
+        )
         response.force_close()
         return response
 
@@ -87,7 +90,14 @@ async def start_site(
 
 
 async def serve_forever(settings: Settings) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    """Serves until SIGINT/SIGTERM. Refuses (``ConfigError``) a Redis that could silently
+    drop data."""
+    redis: Redis = connect(settings.redis)
+    try:
+        await check_at_start(redis, allow_non_durable=settings.allow_non_durable_redis)
+    except BaseException:
+        await redis.aclose()
+        raise
     runner = await start_site(
         create_app(settings, redis),
         settings.host,

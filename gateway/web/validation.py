@@ -1,122 +1,107 @@
-"""Pure validation of API input: each failure is a ``ValidationFailed`` naming the field."""
+"""Checks of API input beyond its shape, each failure a ``ValidationFailed`` naming the field.
+
+The shape (types, patterns, lengths, unknown fields) is the schemas' (``schemas.py``), enforced
+as a body is decoded (``bodies.py``). What a schema cannot say is checked here: the URL rules and
+the address policy, known event types, the reserved ``hookgate.*`` family, an RFC 3339
+timestamp with an offset, reserved header names. The functions that take plain values also
+serve the portal's forms and query strings, and repeat the shape checks for them.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from msgspec import UNSET
+
+from gateway.core import formats, model
 from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
 from gateway.core.clock import now_timestamp
 from gateway.core.errors import ValidationFailed
-from gateway.core.model import EndpointFields, EventIn
 from gateway.core.targets import TargetRules, check_literal_url_host
-
-BUSINESS_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
-IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
-# Headers hookgate sets itself or that would break the request if overridden.
-RESERVED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "user-agent",
-        "upgrade",
-        "expect",
-        "te",
-        "trailer",
-        "proxy-authorization",
-    }
+from gateway.web import bodies, schemas
+from gateway.web.schemas import (
+    MAX_CUSTOM_HEADERS,
+    MAX_EVENT_TYPES,
+    MAX_HEADER_VALUE,
+    MAX_TIMESTAMP_LENGTH,
+    MAX_TYPE_LENGTH,
+    MAX_URL_LENGTH,
+    RESERVED_HEADER_PREFIX,
+    RESERVED_HEADERS,
 )
-MAX_CUSTOM_HEADERS = 20
-MAX_EVENT_TYPES = 100
-MAX_URL_LENGTH = 2048
-MAX_IN_FLIGHT = 1000
 
-
-def require_object(value: Any, field: str = "body") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValidationFailed(field, "must be a JSON object")
-    return value
-
-
-def reject_unknown(body: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
-    for key in body:
-        if key not in allowed:
-            raise ValidationFailed(prefix + (key or '""'), "is not a known field")
-
-
-def _string(obj: Mapping[str, Any], field: str, *, required: bool) -> str | None:
-    if field not in obj or obj[field] is None:
-        if required:
-            raise ValidationFailed(field, "is required")
-        return None
-    value = obj[field]
-    if not isinstance(value, str):
-        raise ValidationFailed(field, "must be a string")
-    return value
+BUSINESS_ID_RE = re.compile(formats.BUSINESS_ID)
+IDEMPOTENCY_KEY_RE = re.compile(formats.IDEMPOTENCY_KEY)
+HEADER_NAME_RE = re.compile(formats.HEADER_NAME)
+DATE_TIME_RE = re.compile(formats.DATE_TIME)
+_RESERVED_PREFIX = RESERVED_FAMILY + "."
 
 
 def business_id(value: Any, field: str = "business_id") -> str:
     if not isinstance(value, str):
         raise ValidationFailed(field, "must be a string")
     if not BUSINESS_ID_RE.match(value):
-        raise ValidationFailed(field, "must be 1-128 characters of A-Z a-z 0-9 _ - : .")
+        raise ValidationFailed(field, "must be " + schemas.WORDS[formats.BUSINESS_ID])
     return value
 
 
 def event_type_name(value: Any, field: str = "type") -> str:
     if not isinstance(value, str):
         raise ValidationFailed(field, "must be a string")
-    if len(value) > 128 or not EVENT_TYPE_RE.match(value):
+    if len(value) > MAX_TYPE_LENGTH or not EVENT_TYPE_RE.match(value):
+        raise ValidationFailed(field, "must be " + schemas.WORDS[formats.EVENT_TYPE])
+    return value
+
+
+def own_event_type(value: str, field: str = "type") -> str:
+    """A type the billing core may send or register: not of hookgate's own family."""
+    if value.startswith(_RESERVED_PREFIX):
         raise ValidationFailed(
-            field, "must be dot-delimited names of [a-zA-Z0-9_], e.g. payment.succeeded"
+            field, f"the {RESERVED_FAMILY}.* family is reserved", code="reserved"
         )
     return value
 
 
 def timestamp(value: Any, field: str = "timestamp") -> str:
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
         raise ValidationFailed(field, "must be an RFC 3339 date-time string")
+    if not DATE_TIME_RE.match(value):
+        if DATE_TIME_RE.match(value + "Z"):
+            raise ValidationFailed(field, "must be an RFC 3339 date-time with a UTC offset")
+        raise ValidationFailed(field, "must be an RFC 3339 date-time, e.g. 2026-11-20T13:10:00Z")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationFailed(field, "must be an RFC 3339 date-time string") from None
-    if "T" not in value.upper() or parsed.tzinfo is None:
-        raise ValidationFailed(field, "must be an RFC 3339 date-time with a UTC offset")
+        datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        raise ValidationFailed(field, f"is not a date-time that exists ({exc})") from None
     return value
 
 
-def event_in(obj: Any, prefix: str = "") -> EventIn:
-    """An event as the billing core posts it: ``{"business_id", "type", "data", "timestamp"?}``."""
-    body = require_object(obj, prefix.rstrip(".") or "body")
-    allowed = {"business_id", "type", "data", "timestamp", "idempotency_key"}
-    reject_unknown(body, allowed, prefix)
-    bid = business_id(body.get("business_id"), prefix + "business_id")
-    etype = event_type_name(body.get("type"), prefix + "type")
-    if etype.split(".", 1)[0] == RESERVED_FAMILY:
-        raise ValidationFailed(
-            prefix + "type", "the hookgate.* family is reserved", code="reserved"
-        )
-    if "data" not in body:
-        raise ValidationFailed(prefix + "data", "is required")
-    data = body["data"]
-    if not isinstance(data, dict):
-        raise ValidationFailed(prefix + "data", "must be a JSON object")
-    ts = body.get("timestamp")
-    stamp = now_timestamp() if ts is None else timestamp(ts, prefix + "timestamp")
-    return EventIn(business_id=bid, type=etype, timestamp=stamp, data=data)
+def event_of(event: schemas.EventIn, prefix: str = "") -> model.EventIn:
+    """A decoded event checked beyond its shape: not of the reserved family, a timestamp that
+    is RFC 3339 with an offset (now when it is absent or null)."""
+    own_event_type(event.type, prefix + "type")
+    stamp = event.timestamp
+    if stamp is UNSET or stamp is None:
+        stamp = now_timestamp()
+    else:
+        timestamp(stamp, prefix + "timestamp")
+    return model.EventIn(
+        business_id=event.business_id, type=event.type, timestamp=stamp, data=event.data
+    )
+
+
+def event_in(obj: Any, prefix: str = "") -> model.EventIn:
+    """An event as the billing core posts it, from parsed JSON: ``{"business_id", "type",
+    "data", "timestamp"?}``."""
+    return event_of(bodies.convert(obj, schemas.EventIn, prefix), prefix)
 
 
 def idempotency_key(value: Any, field: str = "Idempotency-Key") -> str:
     if not isinstance(value, str) or not IDEMPOTENCY_KEY_RE.match(value):
-        raise ValidationFailed(field, "must be 1-255 visible ASCII characters")
+        raise ValidationFailed(field, "must be " + schemas.WORDS[formats.IDEMPOTENCY_KEY])
     return value
 
 
@@ -170,7 +155,7 @@ def event_types(value: Any, known: frozenset[str], field: str = "event_types") -
                     name, f"unknown event type {item!r}", code="unknown_event_type"
                 )
         else:
-            raise ValidationFailed(name, "must be an event type or a family pattern like payment.*")
+            raise ValidationFailed(name, "must be " + schemas.WORDS[formats.SUBSCRIPTION])
         if item not in out:
             out.append(item)
     return tuple(out)
@@ -187,50 +172,52 @@ def custom_headers(value: Any, field: str = "headers") -> dict[str, str]:
         if not HEADER_NAME_RE.match(key):
             raise ValidationFailed(name, "is not a valid header name")
         lowered = key.lower()
-        if lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
+        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIX):
             raise ValidationFailed(name, "is set by hookgate and cannot be overridden")
-        if not isinstance(val, str) or len(val) > 4096:
-            raise ValidationFailed(name, "must be a string of at most 4096 characters")
+        if not isinstance(val, str) or len(val) > MAX_HEADER_VALUE:
+            raise ValidationFailed(
+                name, f"must be a string of at most {MAX_HEADER_VALUE} characters"
+            )
         if any(c in val for c in "\r\n\x00"):
             raise ValidationFailed(name, "must not contain line breaks")
         out[key] = val
     return out
 
 
+def endpoint_of(
+    body: schemas.EndpointIn | schemas.EndpointPatch,
+    *,
+    known_types: frozenset[str],
+    rules: TargetRules,
+) -> model.EndpointFields:
+    """The fields of a decoded ``POST /v1/endpoints`` or PATCH, checked beyond their shape."""
+    values: dict[str, Any] = {}
+    if isinstance(body, schemas.EndpointIn):
+        values["business_id"] = body.business_id
+    if body.url is not UNSET:
+        values["url"] = url(body.url, rules)
+    if body.event_types is None:
+        if isinstance(body, schemas.EndpointPatch):
+            values["event_types"] = ()  # an explicit null: every type
+    elif body.event_types is not UNSET:
+        values["event_types"] = event_types(body.event_types, known_types)
+    if body.description is not None:
+        values["description"] = body.description
+    if body.headers is not None:
+        values["headers"] = custom_headers(body.headers)
+    if body.max_in_flight is not None:
+        values["max_in_flight"] = int(body.max_in_flight)  # a multiple of 1 (schemas.InFlight)
+    return model.EndpointFields(**values)
+
+
 def endpoint_fields(
     obj: Any, *, known_types: frozenset[str], rules: TargetRules, partial: bool
-) -> EndpointFields:
-    """The fields of ``POST /v1/endpoints`` (``partial=False``) or a PATCH (``partial=True``)."""
-    body = require_object(obj)
-    allowed = {"url", "event_types", "description", "headers", "max_in_flight"}
-    if not partial:
-        allowed.add("business_id")
-    if partial and "business_id" in body:
-        raise ValidationFailed("business_id", "cannot be changed")
-    reject_unknown(body, allowed)
-    values: dict[str, Any] = {}
-    if not partial:
-        values["business_id"] = business_id(body.get("business_id"))
-        if "url" not in body:
-            raise ValidationFailed("url", "is required")
-    if "url" in body:
-        values["url"] = url(body["url"], rules)
-    if body.get("event_types") is not None:
-        values["event_types"] = event_types(body["event_types"], known_types)
-    elif "event_types" in body:
-        values["event_types"] = ()  # explicit null: every type
-    description = _string(body, "description", required=False)
-    if description is not None:
-        if len(description) > 1024:
-            raise ValidationFailed("description", "must be at most 1024 characters")
-        values["description"] = description
-    if body.get("headers") is not None:
-        values["headers"] = custom_headers(body["headers"])
-    if body.get("max_in_flight") is not None:
-        cap = body["max_in_flight"]
-        if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= MAX_IN_FLIGHT:
-            raise ValidationFailed(
-                "max_in_flight", f"must be a whole number from 1 to {MAX_IN_FLIGHT}"
-            )
-        values["max_in_flight"] = cap
-    return EndpointFields(**values)
+) -> model.EndpointFields:
+    """The fields of ``POST /v1/endpoints`` (``partial=False``) or a PATCH (``partial=True``),
+    from parsed JSON (the portal's form)."""
+    body: schemas.EndpointIn | schemas.EndpointPatch
+    if partial:
+        body = bodies.convert(obj, schemas.EndpointPatch)
+    else:
+        body = bodies.convert(obj, schemas.EndpointIn)
+    return endpoint_of(body, known_types=known_types, rules=rules)

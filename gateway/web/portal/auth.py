@@ -15,7 +15,9 @@ import secrets
 import time
 from typing import Any
 
+import msgspec
 from aiohttp import web
+from msgspec import UNSET
 from redis.asyncio import Redis
 
 from gateway.core.clock import iso_ms
@@ -23,9 +25,10 @@ from gateway.core.durations import format_duration, parse_duration
 from gateway.core.errors import ValidationFailed
 from gateway.store import keys
 from gateway.store.store import awaited
-from gateway.web import validation
+from gateway.web import schemas, validation
 from gateway.web.context import REDIS, SETTINGS
-from gateway.web.requests import JSON_BODY_LIMIT, read_json
+from gateway.web.errors import json_response
+from gateway.web.requests import JSON_BODY_LIMIT, read_struct
 
 SESSION_COOKIE = "hg_portal"
 # Forms shown before there is a session (sign-in, opening a link) carry a double-submit token:
@@ -42,6 +45,7 @@ TOKEN_MAX = 128  # longer cookie or link values are not ours: refused before has
 # to end (even the right token is refused meanwhile, so guessing gains nothing).
 LOGIN_FAILURES_ALLOWED = 10
 LOGIN_WINDOW_S = 900
+LINK_REQUEST = msgspec.json.Decoder(schemas.PortalLinkIn)
 
 
 def new_token() -> str:
@@ -235,12 +239,12 @@ def pre_token(request: web.Request) -> str:
 async def post_portal_link(request: web.Request) -> web.Response:
     """``POST /v1/businesses/{id}/portal-links`` (admin bearer auth, like all of ``/v1``)."""
     business = validation.business_id(request.match_info["id"], "business_id")
-    raw = await read_json(request, JSON_BODY_LIMIT) if request.can_read_body else {}
-    body = validation.require_object(raw)
-    validation.reject_unknown(body, {"ttl"})
-    ttl = link_ttl(body["ttl"]) if "ttl" in body else LINK_TTL_DEFAULT
+    if request.can_read_body:
+        body = await read_struct(request, JSON_BODY_LIMIT, LINK_REQUEST)
+    else:
+        body = schemas.PortalLinkIn()
+    ttl = LINK_TTL_DEFAULT if body.ttl is UNSET else link_ttl(body.ttl)
     token, expires = await create_link(request.app[REDIS], business, ttl)
     url = f"{public_origin(request)}{COOKIE_PATH}/link/{token}"
-    return web.json_response(
-        {"url": url, "expires_at": iso_ms(expires), "business_id": business}, status=201
-    )
+    link = schemas.PortalLink(url=url, expires_at=iso_ms(expires) or "", business_id=business)
+    return json_response(link, status=201)

@@ -1,0 +1,54 @@
+"""The formats of the names and ids hookgate accepts, as regular expressions: the one definition
+that validation, the API's msgspec schemas and its OpenAPI document all read.
+
+Each pattern matches a whole string and means the same to Python's ``re`` (validation and
+msgspec) and to ECMA-262 (JSON Schema's dialect, read by API clients and schemathesis). Python's
+``$`` also matches before a final newline, so each ends in ``$(?!\\n)``: a business id
+``"bus_1\\n"`` would otherwise pass and break the space-separated arguments of the ingest script.
+"""
+
+from __future__ import annotations
+
+
+def whole(body: str) -> str:
+    """``body`` as a pattern that must match the whole string, in either dialect."""
+    return f"^{body}$(?!\\n)"
+
+
+_NAME = r"[a-zA-Z0-9_]+"
+_EVENT_TYPE = rf"{_NAME}(\.{_NAME})+"
+_FAMILY = rf"{_NAME}(\.{_NAME})*\.\*"
+
+BUSINESS_ID = whole(r"[A-Za-z0-9_\-:.]{1,128}")
+EVENT_TYPE = whole(_EVENT_TYPE)  # payment.succeeded
+FAMILY = whole(_FAMILY)  # payment.*
+SUBSCRIPTION = whole(f"({_EVENT_TYPE}|{_FAMILY})")  # what an endpoint subscribes to: either
+IDEMPOTENCY_KEY = whole(r"[\x21-\x7e]{1,255}")
+HEADER_NAME = whole(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")  # an RFC 9110 token
+HEADER_VALUE = whole(r"[^\r\n\x00]*")
+# RFC 3339's date-time (section 5.6). datetime.fromisoformat takes more (ISO 8601's week dates,
+# basic format, no seconds, …) that receivers' RFC 3339 parsers would refuse.
+DATE_TIME = whole(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+# Ids as ``gateway.core.ids`` makes them; a delivery's adds its number (hex) to its event's.
+ID_FORMS = {  # unanchored, as a route's ``{id:…}`` takes them
+    "evt": r"evt_[0-9A-Z]{26}",
+    "ep": r"ep_[0-9A-Z]{26}",
+    "dlv": r"dlv_[0-9A-Z]{26}[0-9a-f]{1,8}",
+    "rpl": r"rpl_[0-9A-Z]{26}",
+}
+IDS = {kind: whole(form) for kind, form in ID_FORMS.items()}
+
+# Each pattern in words, for error messages ("<field>: must be <words>").
+WORDS = {
+    BUSINESS_ID: "1-128 characters of A-Z a-z 0-9 _ - : .",
+    EVENT_TYPE: "dot-delimited names of [a-zA-Z0-9_], e.g. payment.succeeded",
+    FAMILY: "a family pattern like payment.*",
+    SUBSCRIPTION: "an event type or a family pattern like payment.*",
+    IDEMPOTENCY_KEY: "1-255 visible ASCII characters",
+    HEADER_NAME: "a header name: 1-128 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~",
+    HEADER_VALUE: "a string without line breaks",
+    **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
+}

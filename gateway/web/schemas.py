@@ -1,0 +1,564 @@
+"""Every JSON body of the API as a msgspec Struct: the one definition of what each route reads
+and answers.
+
+Requests are decoded straight into their Struct (``bodies.py``), so the types, patterns and
+lengths below are enforced, not only documented; what a schema cannot say (an SSRF-safe URL, a
+known event type, …) is checked by ``validation.py``. Answers are converted to their Struct
+before they are encoded, and answer Structs forbid unknown fields too: a field a store view
+gains without a schema here fails loudly instead of reaching clients undocumented. The OpenAPI
+document is generated from these types (``openapi.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gateway.core import formats
+from gateway.core.catalog import RESERVED_FAMILY
+from gateway.core.durations import DURATION_PATTERN
+from worker.retry import Outcome
+
+# ---- limits ------------------------------------------------------------------------------
+
+BATCH_MAX_EVENTS = 1000
+MAX_TYPE_LENGTH = 128
+MAX_TIMESTAMP_LENGTH = 40
+MAX_URL_LENGTH = 2048
+MAX_EVENT_TYPES = 100
+MAX_CUSTOM_HEADERS = 20
+MAX_HEADER_VALUE = 4096
+MAX_DESCRIPTION = 1024
+MAX_IN_FLIGHT = 1000
+MAX_REASON = 500
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+# Headers hookgate sets itself or that would break the request if overridden; so is every
+# ``webhook-*`` header (Standard Webhooks' own).
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "user-agent",
+        "upgrade",
+        "expect",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    }
+)
+RESERVED_HEADER_PREFIX = "webhook-"
+
+
+def _any_case(name: str) -> str:
+    """A pattern for a header name (letters and hyphens) in any letter case: ECMA-262 patterns
+    have no inline ``(?i)``, and ``\\-`` outside a class is an error in their Unicode mode."""
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in name.lower())
+
+
+_RESERVED_HEADER = (
+    f"^((?:{'|'.join(_any_case(h) for h in sorted(RESERVED_HEADERS))})$"
+    f"|{_any_case(RESERVED_HEADER_PREFIX)})"
+)
+_RESERVED_TYPE = f"^{re.escape(RESERVED_FAMILY)}\\."
+# The scheme only: the rest of a URL's rules (a host, no credentials, no #fragment, a valid
+# port, the address policy) are more than a pattern can say; validation.url checks them.
+_HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://"
+_CURSOR = formats.whole("[A-Za-z0-9_-]+")
+_TIME_SPEC = {
+    "anyOf": [{"pattern": DURATION_PATTERN}, {"format": "date-time"}],
+    "examples": ["2h", "2026-11-20T13:10:00Z"],
+}
+
+# Every pattern below in words, for error messages ("<field>: must be <words>").
+WORDS = {
+    **formats.WORDS,
+    _HTTP_URL: "an absolute http:// or https:// URL",
+    DURATION_PATTERN: "a duration like 30m, 2h or 1d",
+    _CURSOR: "a next_cursor this API returned",
+}
+
+# ---- field types -------------------------------------------------------------------------
+
+BusinessId = Annotated[
+    str, Meta(pattern=formats.BUSINESS_ID, description="the merchant", examples=["bus_1"])
+]
+EventType = Annotated[
+    str,
+    Meta(pattern=formats.EVENT_TYPE, max_length=MAX_TYPE_LENGTH, examples=["payment.succeeded"]),
+]
+# A type the billing core may send or register: not one of hookgate's own (checked in code,
+# answered with the code ``reserved``).
+OwnEventType = Annotated[
+    str,
+    Meta(
+        pattern=formats.EVENT_TYPE,
+        max_length=MAX_TYPE_LENGTH,
+        examples=["payment.succeeded"],
+        extra_json_schema={"not": {"pattern": _RESERVED_TYPE}},
+        description=f"dot-delimited names; the {RESERVED_FAMILY}.* family is reserved",
+    ),
+]
+Subscription = Annotated[
+    str,
+    Meta(
+        pattern=formats.SUBSCRIPTION,
+        max_length=MAX_TYPE_LENGTH,
+        examples=["payment.succeeded", "payment.*"],
+    ),
+]
+IdempotencyKey = Annotated[str, Meta(pattern=formats.IDEMPOTENCY_KEY, examples=["order-42"])]
+RFC3339 = Annotated[
+    str,
+    Meta(
+        max_length=MAX_TIMESTAMP_LENGTH,
+        extra_json_schema={"format": "date-time"},
+        examples=["2026-11-20T13:10:00Z"],
+    ),
+]
+Url = Annotated[
+    str,
+    Meta(
+        pattern=_HTTP_URL,
+        max_length=MAX_URL_LENGTH,
+        extra_json_schema={"format": "uri"},
+        examples=["https://merchant.example/hooks"],
+    ),
+]
+HeaderName = Annotated[
+    str,
+    Meta(pattern=formats.HEADER_NAME, extra_json_schema={"not": {"pattern": _RESERVED_HEADER}}),
+]
+HeaderValue = Annotated[str, Meta(pattern=formats.HEADER_VALUE, max_length=MAX_HEADER_VALUE)]
+Headers = Annotated[
+    dict[HeaderName, HeaderValue],
+    Meta(
+        max_length=MAX_CUSTOM_HEADERS,
+        description="sent with every delivery; content-type, host, webhook-* and the other "
+        "headers hookgate sets itself cannot be overridden",
+        examples=[{"X-Tenant": "t1"}],
+    ),
+]
+Subscriptions = Annotated[
+    list[Subscription],
+    Meta(
+        min_length=1,
+        max_length=MAX_EVENT_TYPES,
+        description="exact names or family.* patterns; absent = every type",
+    ),
+]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION)]
+# A number that is a multiple of 1: JSON Schema's integer takes 3.0 as well as 3, msgspec's int
+# only 3, and a JSON encoder may write either.
+InFlight = Annotated[
+    float,
+    Meta(ge=1, le=MAX_IN_FLIGHT, multiple_of=1, description="attempts open at once (default 10)"),
+]
+TimeSpec = Annotated[
+    str,
+    Meta(
+        description="RFC 3339 time or a duration ago (2h)",
+        extra_json_schema=_TIME_SPEC,
+    ),
+]
+Duration = Annotated[str, Meta(pattern=DURATION_PATTERN)]
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+EventId = Annotated[str, Meta(pattern=formats.IDS["evt"])]
+EndpointId = Annotated[str, Meta(pattern=formats.IDS["ep"])]
+DeliveryId = Annotated[str, Meta(pattern=formats.IDS["dlv"])]
+ReplayId = Annotated[str, Meta(pattern=formats.IDS["rpl"])]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled", "skipped"]  # STATUSES
+ReplayFilter = Literal["failed", "all"]
+
+
+class RequestBody(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: unknown fields are refused."""
+
+    # Fields a client may try that this body refuses, and what to say instead of "is not a
+    # known field".
+    refused: ClassVar[dict[str, str]] = {}
+
+
+class Answer(Struct, forbid_unknown_fields=True, kw_only=True):
+    """An answer body: converting a view with a field not declared here fails."""
+
+
+# ---- requests ----------------------------------------------------------------------------
+
+
+class EventIn(RequestBody):
+    """An event as the billing core posts it."""
+
+    refused: ClassVar[dict[str, str]] = {"idempotency_key": "use the Idempotency-Key header here"}
+
+    business_id: BusinessId
+    type: OwnEventType
+    data: Annotated[
+        dict[str, Any],
+        Meta(description="the event's fields, delivered as sent", examples=[{"id": "pay_1"}]),
+    ]
+    timestamp: (
+        Annotated[RFC3339 | None, Meta(description="absent or null: the time of ingest")]
+        | UnsetType
+    ) = UNSET
+
+
+class BatchItem(EventIn):
+    """An event as for POST /v1/events, plus its own idempotency key."""
+
+    idempotency_key: IdempotencyKey | None = None
+
+
+_EVENTS = Meta(
+    min_length=1,
+    max_length=BATCH_MAX_EVENTS,
+    description="an item that is not valid gets its own error result; the others are stored",
+)
+
+
+class BatchIn(RequestBody):
+    """Up to 1000 events in one request."""
+
+    events: Annotated[list[BatchItem], _EVENTS]
+
+
+class BatchEnvelope(RequestBody):
+    """``BatchIn`` with its items left undecoded, so each is decoded (and refused) on its own."""
+
+    events: Annotated[list[msgspec.Raw], _EVENTS]
+
+
+class EndpointIn(RequestBody):
+    """A new endpoint."""
+
+    business_id: BusinessId
+    url: Url
+    event_types: Subscriptions | None = None
+    description: Description | None = None
+    headers: Headers | None = None
+    max_in_flight: InFlight | None = None
+
+
+class EndpointPatch(RequestBody):
+    """The fields to change; the others stay as they are."""
+
+    refused: ClassVar[dict[str, str]] = {"business_id": "cannot be changed"}
+
+    url: Url | UnsetType = UNSET
+    event_types: (
+        Annotated[Subscriptions | None, Meta(description="null: every type")] | UnsetType
+    ) = UNSET
+    description: Description | None = None
+    headers: Headers | None = None
+    max_in_flight: InFlight | None = None
+
+
+class EventTypeIn(RequestBody):
+    """A custom event type to register."""
+
+    name: OwnEventType
+    description: Description = ""
+
+
+class ReplayIn(RequestBody):
+    """Which of an endpoint's deliveries to replay."""
+
+    since: TimeSpec
+    until: TimeSpec | None = None
+    status: Annotated[
+        ReplayFilter,
+        Meta(
+            description="failed: every delivery that did not reach the endpoint (failed, "
+            "cancelled, skipped); all: succeeded ones too"
+        ),
+    ] = "failed"
+    dry_run: Annotated[bool, Meta(description="only count what would be replayed")] = False
+
+
+class DisableIn(RequestBody):
+    """Why the endpoint is disabled (the body may be left out)."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_REASON)] = "disabled by an operator"
+
+
+class PortalLinkIn(RequestBody):
+    """How long a portal link stays valid (the body may be left out)."""
+
+    ttl: (
+        Annotated[
+            Duration,
+            Meta(
+                description="how long the link stays valid, 1s to 7d (default 24h); the "
+                "session it opens ends then too, after at most 12h",
+                examples=["24h"],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+# Query strings, decoded like bodies (``openapi.py`` documents each field as a parameter).
+
+
+class DeliveryQuery(RequestBody):
+    """The filters of GET /v1/deliveries."""
+
+    endpoint_id: Annotated[EndpointId, Meta(description="only this endpoint's")] | UnsetType = UNSET
+    event_id: Annotated[EventId, Meta(description="only this event's")] | UnsetType = UNSET
+    business_id: Annotated[BusinessId, Meta(description="only this business's")] | UnsetType = UNSET
+    status: Annotated[DeliveryStatus, Meta(description="only this state")] | UnsetType = UNSET
+    event_type: Annotated[EventType, Meta(description="only this type")] | UnsetType = UNSET
+    since: TimeSpec | UnsetType = UNSET
+    until: TimeSpec | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")] = DEFAULT_PAGE
+    cursor: (
+        Annotated[str, Meta(pattern=_CURSOR, description="next_cursor of the previous page")]
+        | UnsetType
+    ) = UNSET
+
+
+class EndpointQuery(Struct, kw_only=True):
+    """The filter of GET /v1/endpoints (other parameters are ignored)."""
+
+    business_id: Annotated[BusinessId, Meta(description="only this business's")] | UnsetType = UNSET
+
+
+# ---- answers -----------------------------------------------------------------------------
+
+
+class ErrorDetail(Answer):
+    code: Annotated[str, Meta(examples=["validation_failed"])]
+    message: Annotated[str, Meta(examples=["type: unknown event type 'nope.never'"])]
+    details: (
+        Annotated[dict[str, Any], Meta(description='e.g. {"field": "events[3].type"}')] | UnsetType
+    ) = UNSET
+
+
+class Error(Answer):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class EventAccepted(Answer):
+    """Stored, with one delivery per matching endpoint."""
+
+    id: EventId
+    business_id: str
+    type: str
+    deliveries: list[DeliveryId]
+    duplicate: Annotated[bool, Meta(description="the Idempotency-Key was seen before")]
+
+
+class BatchItemResult(Answer):
+    """One item's outcome: the fields of EventAccepted when status is 202, else the error."""
+
+    index: int
+    status: int
+    id: EventId | UnsetType = UNSET
+    business_id: str | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    deliveries: list[DeliveryId] | UnsetType = UNSET
+    duplicate: bool | UnsetType = UNSET
+    error: ErrorDetail | UnsetType = UNSET
+
+
+class BatchResult(Answer):
+    """One result per item, in order."""
+
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+class Attempt(Answer):
+    """One HTTP attempt of a delivery."""
+
+    attempt: int
+    replay: Annotated[int, Meta(description="0: first chain; n: the nth replay")]
+    at: Annotated[int, Meta(description="unix seconds, the webhook-timestamp sent")]
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_body: Annotated[str, Meta(description="first 4 KB")]
+    outcome: Outcome
+
+
+class Delivery(Answer):
+    """One event's delivery to one endpoint."""
+
+    id: DeliveryId
+    event_id: EventId
+    endpoint_id: EndpointId
+    business_id: str
+    event_type: str | None
+    status: DeliveryStatus
+    reason: str | None
+    attempt_count: int
+    replays: Annotated[int, Meta(description="how many times it was replayed")]
+    next_attempt_at: Timestamp | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    attempts: (
+        Annotated[list[Attempt], Meta(description="only in answers about one delivery")] | UnsetType
+    ) = UNSET
+
+
+class DeliveryPage(Answer):
+    """A page of deliveries, newest first."""
+
+    data: list[Delivery]
+    next_cursor: Annotated[str | None, Meta(description="null on the last page")]
+
+
+class EventBody(Answer):
+    """The body delivered to endpoints: serialised once at ingest, signed as stored."""
+
+    business_id: str
+    type: str
+    timestamp: str
+    data: dict[str, Any]
+
+
+class Event(Answer):
+    """An event and the state of each of its deliveries."""
+
+    id: EventId
+    business_id: str
+    type: str
+    created_at: Timestamp | None
+    payload: EventBody
+    deliveries: list[Delivery]
+
+
+class EventTypeInfo(Answer):
+    name: str
+    source: Literal["catalog", "registered"]
+    description: str
+
+
+class EventTypeList(Answer):
+    """The catalogue's types and the registered ones."""
+
+    data: list[EventTypeInfo]
+
+
+class EventTypeRegistered(Answer):
+    name: str
+    description: str
+    created: Annotated[bool, Meta(description="false: it was already known")]
+
+
+class HourlyCount(Answer):
+    hour: Timestamp
+    ok: int
+    failed: int
+
+
+class EndpointHealth(Answer):
+    last_success_at: Timestamp | None
+    consecutive_failures: int
+    failing_since: Timestamp | None
+    attempts_24h: int
+    success_rate_24h: float | None
+    in_flight: int
+    hourly: Annotated[list[HourlyCount], Meta(description="the last 24 hours, oldest first")]
+
+
+class Endpoint(Answer):
+    """An endpoint (never its secrets)."""
+
+    id: EndpointId
+    business_id: str
+    url: str
+    event_types: Annotated[list[str] | None, Meta(description="null: every type")]
+    description: str
+    headers: dict[str, str]
+    max_in_flight: int
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: Timestamp | None
+    secret_count: int
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    health: (
+        Annotated[EndpointHealth, Meta(description="in answers about one endpoint, not in lists")]
+        | UnsetType
+    ) = UNSET
+
+
+class EndpointWithSecret(Endpoint, kw_only=True):
+    """An endpoint with its new signing secret: shown at creation and rotation only."""
+
+    secret: Annotated[str, Meta(description="only in create and rotate answers")]
+
+
+class EndpointList(Answer):
+    data: list[Endpoint]
+
+
+class Replay(Answer):
+    """A bulk replay and its progress."""
+
+    replay_id: ReplayId
+    endpoint_id: EndpointId
+    since: Timestamp | None
+    until: Timestamp | None
+    status: ReplayFilter
+    matched: int
+    enqueued: int
+    skipped: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    pending: int
+    state: Literal["enqueuing", "running", "completed"]
+    created_at: Timestamp | None
+    already_running: (
+        Annotated[
+            bool, Meta(description="set when this replay was running already: it is not repeated")
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class ReplayPreview(Answer):
+    """A dry run: how many deliveries a replay would take."""
+
+    replay_id: None
+    matched: int
+    dry_run: Annotated[bool, Meta(extra_json_schema={"const": True})]
+
+
+class TestSent(Answer):
+    """A hookgate.test event, sent through the normal path."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite its name
+
+    event_id: EventId
+    delivery_id: DeliveryId
+
+
+class PortalLink(Answer):
+    """A single-use link: give it to the merchant."""
+
+    url: str
+    expires_at: Timestamp
+    business_id: str
+
+
+class Health(Answer):
+    status: Literal["ok"]
+    version: str
+
+
+class Ready(Answer):
+    status: Literal["ready"]
