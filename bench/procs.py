@@ -111,6 +111,7 @@ class Cluster:
         self.procs: list[Proc] = []
         self.redis_port = free_port()
         self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.replica_proc: subprocess.Popen[bytes] | None = None
         self.gateway: Proc | None = None
         self.gateway_url = ""
         self.worker_env: dict[str, str] = {}
@@ -134,13 +135,15 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=5)
-        if self.redis_proc is not None:
-            self.redis_proc.terminate()
+        for server in (self.replica_proc, self.redis_proc):
+            if server is None:
+                continue
+            server.terminate()
             try:
-                self.redis_proc.wait(10)
+                server.wait(10)
             except subprocess.TimeoutExpired:
-                self.redis_proc.kill()
-                self.redis_proc.wait()
+                server.kill()
+                server.wait()
         self.redis.close()
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -170,6 +173,40 @@ class Cluster:
         self.gateway_url = f"http://127.0.0.1:{port}"
         wait_port(port, self.gateway)
         self.request("GET", "/healthz")
+
+    def start_extra_gateway(self, name: str, **env: str) -> str:
+        """Another ``hookgate serve`` on this Redis (stopped with the benchmark's processes);
+        returns its base URL."""
+        port = free_port()
+        proc = self.spawn(name, hookgate_command("serve"), self.env(HOOKGATE_PORT=str(port), **env))
+        wait_port(port, proc)
+        return f"http://127.0.0.1:{port}"
+
+    def start_replica(self) -> None:
+        """A replica of this Redis (AOF, as a production replica), kept until the suite ends;
+        returns once it is in sync."""
+        if self.replica_proc is not None:
+            return
+        port = free_port()
+        self.replica_proc = start_redis(
+            self.workdir / "replica",
+            port,
+            fsync="everysec",
+            extra=("--replicaof", "127.0.0.1", str(self.redis_port)),
+        )
+        replica = redis.Redis(port=port)
+        deadline = time.monotonic() + 30
+        while replica.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise BenchError("the replica did not sync within 30 s")
+            time.sleep(0.05)
+        replica.close()
+
+    def stop_replica(self) -> None:
+        if self.replica_proc is not None:
+            self.replica_proc.terminate()
+            self.replica_proc.wait(10)
+            self.replica_proc = None
 
     def start_worker(self) -> Proc:
         proc = self.spawn("worker", hookgate_command("worker"), self.env(**self.worker_env))

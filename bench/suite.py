@@ -252,6 +252,82 @@ def bench_batch(ctx: Context) -> list[Figure]:
     ]
 
 
+# ---- 2b. replicated ingest: a 202 that waits for a replica (WAIT 1) -------------------------
+
+
+def bench_replicated(ctx: Context) -> list[Figure]:
+    """Single-event and batch ingest through two gateways on the same Redis and its one local
+    replica: one answers after ``WAIT 1``, the other without it (the baseline). Same
+    topology, same machine, runs interleaved: the ratio is what waiting for a replica costs."""
+    cluster = ctx.cluster
+    cluster.start_replica()
+    try:
+        return _replicated_figures(ctx)
+    finally:
+        cluster.stop_replica()
+
+
+def _replicated_figures(ctx: Context) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    waiting = cluster.start_extra_gateway("gateway-wait-1", HOOKGATE_REDIS_WAIT_REPLICAS="1")
+    plain = cluster.start_extra_gateway("gateway-wait-0", HOOKGATE_REDIS_WAIT_REPLICAS="0")
+    gateways = {"WAIT 0": plain, "WAIT 1": waiting}
+    figures: list[Figure] = []
+    if have("wrk"):
+        rps: dict[str, list[float]] = {name: [] for name in gateways}
+        for i in range(sizes.ingest_runs):
+            for name, base in gateways.items():
+                cluster.reset()
+                cluster.add_endpoint(NOWHERE)
+                result = wrk(base + "/v1/events", EVENT_BYTES, AUTH, seconds=sizes.wrk_seconds)
+                rps[name].append(result.rps)
+                log(f"run {i + 1}: single, {name}: {result.rps:,.0f} req/s")
+        figures.append(
+            Figure(
+                bench="replicated ingest",
+                metric="single 1 KB events, 64 connections, one local replica",
+                unit="req/s",
+                value=median(rps["WAIT 1"]),
+                runs=rps["WAIT 1"],
+                baseline_name="WAIT 0",
+                baseline=median(rps["WAIT 0"]),
+                baseline_runs=rps["WAIT 0"],
+                target="(reported)",
+                met=None,
+            )
+        )
+    else:
+        print(WRK_INSTALL, flush=True)
+    body = batch_bytes(100)
+    rates: dict[str, list[float]] = {name: [] for name in gateways}
+    for i in range(sizes.batch_runs):
+        for name, base in gateways.items():
+            cluster.reset()
+            cluster.add_endpoint(NOWHERE)
+            run = post_batches(
+                base + "/v1/events/batch", body, AUTH, batches=sizes.batches, concurrency=8
+            )
+            accepted, seconds = asyncio.run(run)
+            rates[name].append(accepted / seconds)
+            log(f"run {i + 1}: batch, {name}: {accepted / seconds:,.0f} events/s")
+    value, baseline = median(rates["WAIT 1"]), median(rates["WAIT 0"])
+    figures.append(
+        Figure(
+            bench="replicated ingest",
+            metric="100-event batches, 8 connections, one local replica",
+            unit="events/s",
+            value=value,
+            runs=rates["WAIT 1"],
+            baseline_name="WAIT 0",
+            baseline=baseline,
+            baseline_runs=rates["WAIT 0"],
+            target="≥ 0.8 x WAIT 0",
+            met=value >= 0.8 * baseline,
+        )
+    )
+    return figures
+
+
 # ---- 3. delivery throughput --------------------------------------------------------------------
 
 
@@ -572,6 +648,8 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "latency": bench_latency,
     "memory": bench_memory,
     "verifier": bench_verifier,
+    # last: the replica it attaches leaves a replication backlog in the primary's memory
+    "replicated": bench_replicated,
 }
 
 

@@ -26,7 +26,7 @@ from gateway.core.errors import ValidationFailed
 from gateway.store import keys
 from gateway.store.store import awaited
 from gateway.web import schemas, validation
-from gateway.web.context import REDIS, SETTINGS
+from gateway.web.context import REDIS, SETTINGS, STORE
 from gateway.web.errors import json_response
 from gateway.web.requests import JSON_BODY_LIMIT, read_struct
 
@@ -245,6 +245,7 @@ async def post_portal_link(request: web.Request) -> web.Response:
         body = schemas.PortalLinkIn()
     ttl = LINK_TTL_DEFAULT if body.ttl is UNSET else link_ttl(body.ttl)
     token, expires = await create_link(request.app[REDIS], business, ttl)
+    await request.app[STORE].scripts.wait_for_replicas()  # the link is on a replica first
     url = f"{public_origin(request)}{COOKIE_PATH}/link/{token}"
     link = schemas.PortalLink(url=url, expires_at=iso_ms(expires) or "", business_id=business)
     return json_response(link, status=201)
