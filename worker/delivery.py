@@ -20,6 +20,7 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
+from gateway.core.logs import error_fields
 from gateway.core.model import Claim, Finished
 from gateway.core.targets import TargetRules
 from gateway.store import queue
@@ -126,7 +127,12 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
             state = await deps.finisher.submit(done)
             break
         except RedisError as exc:
-            log.warning("hookgate.delivery.record_failed", **about, error=str(exc), try_=i + 1)
+            log.warning(
+                "hookgate.delivery.record_failed",
+                **about,
+                **error_fields(exc),
+                try_=i + 1,
+            )
             await asyncio.sleep(0.2 * 2**i)
     else:
         return None
@@ -150,7 +156,7 @@ async def replay_batch(ctx: dict[str, Any], replay_id: str) -> str:
     try:
         state = await deps.recovery.run_replay_batch(replay_id, batch)
     except RedisError as exc:
-        log.warning("hookgate.replay.batch_failed", replay_id=replay_id, error=str(exc))
+        log.warning("hookgate.replay.batch_failed", replay_id=replay_id, **error_fields(exc))
         raise Retry(defer=1) from exc
     log.info("hookgate.replay.batch", replay_id=replay_id, batch=batch, state=state)
     return state

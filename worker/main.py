@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.catalog import load_catalog
+from gateway.core.logs import error_fields
 from gateway.core.model import Claim
 from gateway.core.settings import Settings
 from gateway.store import queue
@@ -56,7 +57,7 @@ async def sweep_forever(store: Store, settings: Settings) -> None:
                 if trimmed:
                     log.info("hookgate.sweeper.trimmed", index_entries=trimmed)
         except RedisError as exc:
-            log.warning("hookgate.sweeper.failed", error=str(exc))
+            log.warning("hookgate.sweeper.failed", **error_fields(exc))
         await asyncio.sleep(settings.sweep_interval)
 
 
@@ -94,7 +95,11 @@ class HookgateWorker(Worker):
                 await super()._poll_iteration()
         except (RedisError, OSError) as exc:
             self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
-            log.warning("hookgate.worker.redis_unavailable", error=str(exc), retry_in=self._backoff)
+            log.warning(
+                "hookgate.worker.redis_unavailable",
+                **error_fields(exc),
+                retry_in=self._backoff,
+            )
             await asyncio.sleep(self._backoff)
         else:
             self._backoff = 0.0

@@ -30,6 +30,7 @@ from gateway.core.clock import iso_ms, now_ms
 from gateway.core.durations import format_duration
 from gateway.core.errors import HookgateError, StoreUnavailable
 from gateway.core.ids import new_id
+from gateway.core.logs import name_script
 from gateway.core.model import Finished
 from gateway.core.settings import Settings
 from gateway.store import keys, queue
@@ -225,6 +226,8 @@ class Scripts:
         self._wait_replicas = settings.wait_replicas
         self._wait_timeout_ms = max(1, int(settings.redis_wait_timeout * 1000))
         loaded = {name: redis.register_script(script_source(name)) for name in SCRIPTS}
+        for name, script in loaded.items():
+            name_script(script.sha, name.upper())
         self._ingest_many = loaded["ingest_many"]
         self._take_and_claim = loaded["take_and_claim"]
         self._finish_many = loaded["finish_many"]

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from redis.exceptions import RedisError
 
 from gateway.core.errors import (
@@ -23,6 +24,7 @@ from gateway.core.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
+from gateway.core.logs import describe_error, error_fields
 from gateway.web.schemas import Error, ErrorDetail
 
 log = structlog.get_logger("hookgate.api")
@@ -128,11 +130,44 @@ def http_error_response(exc: web.HTTPException) -> web.Response:
     return response
 
 
+def client_aborted(request: web.Request, exc: BaseException) -> bool:
+    """Whether ``exc`` is the client going away mid-request: aiohttp fails a body read with
+    ``ConnectionResetError`` once the connection is lost, and a write with its
+    ``ClientConnectionResetError`` (a ``ConnectionResetError`` too). The same error while the
+    connection is still open is a fault of ours, not an abort."""
+    if not isinstance(exc, ConnectionError):
+        return False
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def client_abort_response(request: web.Request, exc: BaseException) -> web.Response:
+    """A client that hung up is routine (a timeout or a crash on its side), not an error of
+    the gateway: one info line, no traceback, and an answer that is never sent."""
+    log.info(
+        "hookgate.api.client_aborted",
+        path=request.path,
+        method=request.method,
+        error=describe_error(exc),
+    )
+    response = error_response(400, "client_aborted", "the client closed the connection")
+    response.force_close()
+    return response
+
+
 def unexpected_error_response(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, RedisError):
-        log.error("hookgate.api.redis_unavailable", error=str(exc), path=request.path)
+        # Never str(exc): a pipeline's error quotes the whole command, bodies and all.
+        log.error("hookgate.api.redis_unavailable", **error_fields(exc), path=request.path)
         response = error_response(503, "store_unavailable", "the event store is unavailable; retry")
         response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    if client_aborted(request, exc):
+        return client_abort_response(request, exc)
+    if isinstance(exc, BadHttpMessage):  # a body aiohttp cannot parse (broken chunking, …)
+        log.info("hookgate.api.bad_body", path=request.path, error=describe_error(exc))
+        response = error_response(400, "bad_request", "the request body is malformed")
+        response.force_close()
         return response
     log.exception("hookgate.api.unhandled", path=request.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error")

@@ -19,8 +19,15 @@ from redis.exceptions import RedisError
 
 from gateway import __version__
 from gateway.core.errors import DomainError
+from gateway.core.logs import error_fields
 from gateway.web.context import REDIS
-from gateway.web.errors import BadRequest, error_response, status_of
+from gateway.web.errors import (
+    BadRequest,
+    client_abort_response,
+    client_aborted,
+    error_response,
+    status_of,
+)
 from gateway.web.requests import read_body
 
 from . import auth
@@ -224,9 +231,11 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except DomainError as exc:
         response = error_page(request, status_of(exc), exc.message)
     except RedisError as exc:
-        log.error("hookgate.portal.redis_unavailable", error=str(exc), path=request.path)
+        log.error("hookgate.portal.redis_unavailable", **error_fields(exc), path=request.path)
         response = error_page(request, 503, "The store is unavailable; try again shortly.")
-    except Exception:
+    except Exception as exc:
+        if client_aborted(request, exc):
+            return client_abort_response(request, exc)  # nobody is left to read a page
         log.exception("hookgate.portal.unhandled", path=request.path)
         response = error_page(request, 500, "Something went wrong on our side.")
     response.headers.update(SECURITY_HEADERS)
