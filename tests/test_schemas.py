@@ -145,7 +145,7 @@ async def test_nesting_too_deep_is_400(api: Client) -> None:
     for body in (event_with(b'{"a": ' + deep + b"}"), b'{"events": [' + deep + b"]}"):
         for path in ("/v1/events", "/v1/events/batch"):
             error = await error_of(await post_raw(api, path, body), 400, "invalid_json")
-            assert error["message"] == "the body nests too deeply"
+            assert error["message"].startswith("the body nests too deeply"), error
 
 
 TOKENS = [*'{}[],:" tfnrue01.-+Eaxu9dD8', "\\", "\\u", "\\ud8", "\\udc", "é", "NaN", "1e400"]

@@ -19,6 +19,7 @@ import click
 
 from gateway.cli.client import ApiClient, ApiFailure
 from gateway.core.durations import parse_time
+from gateway.core.limits import MAX_DEPTH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -257,6 +258,8 @@ def _load_data(value: str) -> Any:
         data = json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise click.BadParameter(f"nests too deeply (at most {MAX_DEPTH} levels)") from None
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object")
     return data

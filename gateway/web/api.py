@@ -23,6 +23,7 @@ from gateway.web import bodies, schemas, validation
 from gateway.web.bodies import answer
 from gateway.web.context import INGESTER, RECOVERY, REDIS_WATCH, SETTINGS, STORE
 from gateway.web.errors import (
+    PayloadTooLarge,
     Unauthorized,
     error_detail,
     error_response,
@@ -85,7 +86,7 @@ async def post_event(request: web.Request) -> web.Response:
     sent = bodies.decode(raw, EVENT)
     key = request.headers.get("Idempotency-Key")
     idem = None if key is None else validation.idempotency_key(key)
-    event = validation.event_of(sent)
+    event = validation.event_of(sent, raw=raw)
     # The fingerprint binds an Idempotency-Key to its body; without a key there is none to bind.
     prepared = PreparedEvent(event, idem, fingerprint(as_sent(sent)) if idem else "")
     [result] = await request.app[INGESTER].submit([prepared])
@@ -98,11 +99,19 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 def _item(raw: msgspec.Raw, i: int) -> PreparedEvent:
-    """One batch item, decoded and checked on its own; raises ``BadRequest`` when it is not
-    JSON (the whole batch is then refused, as any body that is not JSON)."""
+    """One batch item, decoded and checked on its own, within the limits of a single event;
+    raises ``BadRequest`` when it is not JSON (the whole batch is then refused, as any body
+    that is not JSON)."""
+    # Before decoding: an item is an event, and a batch must not be a way around the limit
+    # POST /v1/events puts on one (the raw item is the JSON a single request's body would be).
+    if len(raw) > EVENT_BODY_LIMIT:
+        raise PayloadTooLarge(
+            f"events[{i}]: the event is over {EVENT_BODY_LIMIT // 1024} KB",
+            details={"field": f"events[{i}]"},
+        )
     prefix = f"events[{i}]."
     sent = bodies.decode(raw, BATCH_ITEM, prefix)
-    event = validation.event_of(sent, prefix)
+    event = validation.event_of(sent, prefix, bytes(raw))
     idem = sent.idempotency_key
     return PreparedEvent(event, idem, fingerprint(as_sent(sent)) if idem else "")
 
@@ -120,7 +129,7 @@ async def post_event_batch(request: web.Request) -> web.Response:
     for i, raw in enumerate(batch.events):
         try:
             prepared.append((i, _item(raw, i)))
-        except ValidationFailed as exc:
+        except (ValidationFailed, PayloadTooLarge) as exc:
             results[i] = _rejected(i, exc)
     if prepared:
         stored = await request.app[INGESTER].submit([p for _, p in prepared])

@@ -2,10 +2,16 @@
 into the API's, answers converted to their Struct and encoded.
 
 A body that is not JSON (bad syntax, not UTF-8, ``NaN``, a number beyond a double, a lone
-surrogate, nesting too deep) is ``400 invalid_json``; JSON of the wrong shape is ``422
-validation_failed``, its message ``"<field>: <what it must be>"`` and ``details.field`` the path
-(``events[3].type``). What the field must be is read from the same Struct the body was decoded
-into, so the words cannot drift from the rule.
+surrogate, nesting too deep for the parser) is ``400 invalid_json``; JSON of the wrong shape is
+``422 validation_failed``, its message ``"<field>: <what it must be>"`` and ``details.field`` the
+path (``events[3].type``). What the field must be is read from the same Struct the body was
+decoded into, so the words cannot drift from the rule.
+
+Event data nested deeper than ``limits.MAX_DEPTH`` is such a 422 (``validation.event_of``):
+valid JSON, against a documented rule of one field, which a batch refuses item by item. Only
+nesting so deep that the parser gives up before any check can run (near Python's recursion
+limit, about 1000 levels) is a 400 here: no field of it can be named, and a batch envelope
+cannot even be split into its items.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from msgspec import inspect
 
 from gateway.core import codec
 from gateway.core.errors import ValidationFailed
+from gateway.core.limits import MAX_DEPTH
 from gateway.web.errors import BadRequest, json_response
 from gateway.web.schemas import WORDS
 
@@ -86,7 +93,10 @@ def not_json(raw: bytes | msgspec.Raw, reason: str) -> BadRequest:
 
 
 def _too_deep() -> BadRequest:
-    return BadRequest("the body nests too deeply", code="invalid_json")
+    return BadRequest(
+        f"the body nests too deeply (event data may nest at most {MAX_DEPTH} levels)",
+        code="invalid_json",
+    )
 
 
 def answer(view: Any, shape: type[Any], status: int = 200) -> web.Response:

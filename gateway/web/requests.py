@@ -18,11 +18,12 @@ from gateway.web import bodies
 from gateway.web.context import SETTINGS
 from gateway.web.errors import PayloadTooLarge, RequestTimeout
 
-T = TypeVar("T")
+# The limits are the schemas' (the OpenAPI document states them); the readers here apply them.
+from gateway.web.schemas import BATCH_BODY_LIMIT as BATCH_BODY_LIMIT
+from gateway.web.schemas import EVENT_BODY_LIMIT as EVENT_BODY_LIMIT
+from gateway.web.schemas import JSON_BODY_LIMIT as JSON_BODY_LIMIT
 
-EVENT_BODY_LIMIT = 256 * 1024
-BATCH_BODY_LIMIT = 16 * 1024 * 1024
-JSON_BODY_LIMIT = 64 * 1024  # endpoints, event types
+T = TypeVar("T")
 
 ID_RES = {kind: re.compile(pattern) for kind, pattern in formats.IDS.items()}
 DURATION_RE = re.compile(DURATION_PATTERN)

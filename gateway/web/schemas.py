@@ -20,10 +20,16 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gateway.core import formats
 from gateway.core.catalog import RESERVED_FAMILY
 from gateway.core.durations import DURATION_PATTERN
+from gateway.core.limits import MAX_DEPTH
 from worker.retry import Outcome
 
 # ---- limits ------------------------------------------------------------------------------
 
+# Bytes of a request body (``requests.read_body``); each item of a batch is held to the
+# single event's limit as well, so the batch route is no way around it.
+EVENT_BODY_LIMIT = 256 * 1024
+BATCH_BODY_LIMIT = 16 * 1024 * 1024
+JSON_BODY_LIMIT = 64 * 1024  # endpoints, event types
 BATCH_MAX_EVENTS = 1000
 MAX_TYPE_LENGTH = 128
 MAX_TIMESTAMP_LENGTH = 40
@@ -195,7 +201,7 @@ class Answer(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class EventIn(RequestBody):
-    """An event as the billing core posts it."""
+    """An event as the billing core posts it: at most 256 KB of JSON."""
 
     refused: ClassVar[dict[str, str]] = {"idempotency_key": "use the Idempotency-Key header here"}
 
@@ -203,7 +209,11 @@ class EventIn(RequestBody):
     type: OwnEventType
     data: Annotated[
         dict[str, Any],
-        Meta(description="the event's fields, delivered as sent", examples=[{"id": "pay_1"}]),
+        Meta(
+            description="the event's fields, delivered as sent; objects and arrays nested at "
+            f"most {MAX_DEPTH} levels deep (this object the first)",
+            examples=[{"id": "pay_1"}],
+        ),
     ]
     timestamp: (
         Annotated[RFC3339 | None, Meta(description="absent or null: the time of ingest")]
@@ -212,7 +222,8 @@ class EventIn(RequestBody):
 
 
 class BatchItem(EventIn):
-    """An event as for POST /v1/events, plus its own idempotency key."""
+    """An event as for POST /v1/events, within the same limits (at most 256 KB of JSON, a 413
+    result otherwise), plus its own idempotency key."""
 
     idempotency_key: IdempotencyKey | None = None
 
@@ -220,7 +231,8 @@ class BatchItem(EventIn):
 _EVENTS = Meta(
     min_length=1,
     max_length=BATCH_MAX_EVENTS,
-    description="an item that is not valid gets its own error result; the others are stored",
+    description="an item that is not valid (over 256 KB, or refused as POST /v1/events would "
+    "refuse it) gets its own error result, with its index; the others are stored",
 )
 
 

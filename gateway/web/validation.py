@@ -2,9 +2,10 @@
 
 The shape (types, patterns, lengths, unknown fields) is the schemas' (``schemas.py``), enforced
 as a body is decoded (``bodies.py``). What a schema cannot say is checked here: the URL rules and
-the address policy, known event types, the reserved ``hookgate.*`` family, an RFC 3339
-timestamp with an offset, reserved header names. The functions that take plain values also
-serve the portal's forms and query strings, and repeat the shape checks for them.
+the address policy, known event types, the reserved ``hookgate.*`` family, how deeply event data
+nests, an RFC 3339 timestamp with an offset, reserved header names. The functions that take
+plain values also serve the portal's forms and query strings, and repeat the shape checks for
+them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.core import formats, model
 from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
 from gateway.core.clock import now_timestamp
 from gateway.core.errors import ValidationFailed
+from gateway.core.limits import MAX_DEPTH, depth_over, text_may_nest_over
 from gateway.core.targets import TargetRules, check_literal_url_host
 from gateway.web import bodies, schemas
 from gateway.web.schemas import (
@@ -79,10 +81,16 @@ def timestamp(value: Any, field: str = "timestamp") -> str:
     return value
 
 
-def event_of(event: schemas.EventIn, prefix: str = "") -> model.EventIn:
-    """A decoded event checked beyond its shape: not of the reserved family, a timestamp that
-    is RFC 3339 with an offset (now when it is absent or null)."""
+def event_of(event: schemas.EventIn, prefix: str = "", raw: bytes | None = None) -> model.EventIn:
+    """A decoded event checked beyond its shape: not of the reserved family, data that nests
+    at most ``MAX_DEPTH`` levels, a timestamp that is RFC 3339 with an offset (now when it is
+    absent or null). ``raw``, the JSON the event was decoded from, spares most events the walk
+    over their data (``text_may_nest_over``)."""
     own_event_type(event.type, prefix + "type")
+    if (raw is None or text_may_nest_over(raw)) and depth_over(event.data):
+        raise ValidationFailed(
+            prefix + "data", f"must nest objects and arrays at most {MAX_DEPTH} levels deep"
+        )
     stamp = event.timestamp
     if stamp is UNSET or stamp is None:
         stamp = now_timestamp()

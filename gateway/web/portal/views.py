@@ -5,6 +5,7 @@ own business only, and anything else answers 404 as if it did not exist."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -91,11 +92,30 @@ async def _visible_endpoints(request: web.Request, business_id: str | None) -> l
 # ---- sign-in, sign-out, portal links ------------------------------------------------------
 
 
+HOME = PREFIX + "/endpoints"
+# Where a sign-in may go on to: a portal path and query in the characters RFC 3986 allows
+# unescaped, and nothing else. An allow-list, because each thing it leaves out broke something:
+# a control character in a Location header makes aiohttp drop the connection unanswered; a
+# backslash, "//host" or a scheme can lead a browser to another site; non-ASCII is read
+# differently by different browsers. Escapes are taken (a path the portal itself quoted), but
+# not of a control character: the portal would decode it back into its path.
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%(?:[2-689A-Fa-f][0-9A-Fa-f]|7[0-9A-Ea-e]))"
+_NEXT_RE = re.compile(
+    rf"{re.escape(PREFIX)}/(?:{_PCHAR}+(?:/{_PCHAR}+)*/?)?(?:\?(?:{_PCHAR}|[/?])*)?"
+)
+_DOT_SEGMENTS = {".", "..", "%2e", "%2e.", ".%2e", "%2e%2e"}
+MAX_NEXT = 2048
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a portal path: never another site (``//evil``) after signing in."""
-    if value and value.startswith(PREFIX + "/") and not any(c in value for c in "\\\r\n"):
-        return value
-    return PREFIX + "/endpoints"
+    """Only a plain portal path (``_NEXT_RE``); anything else goes to the portal's home."""
+    if not value or len(value) > MAX_NEXT or not _NEXT_RE.fullmatch(value):
+        return HOME
+    path = value.partition("?")[0]
+    # a browser resolves "/portal/../v1" out of the portal, escaped dots included
+    if any(segment.lower() in _DOT_SEGMENTS for segment in path.split("/")):
+        return HOME
+    return value
 
 
 def _pre_form(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
@@ -178,7 +198,7 @@ async def use_link(request: web.Request) -> web.Response:
 
 
 async def home(request: web.Request) -> web.Response:
-    return redirect(PREFIX + "/endpoints")
+    return redirect(HOME)
 
 
 # ---- endpoints ---------------------------------------------------------------------------
