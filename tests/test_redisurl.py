@@ -41,7 +41,7 @@ def test_tls_sentinel_and_defaults() -> None:
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("localhost:6379", "no scheme"),
+        ("localhost:6380", "no scheme"),
         ("http://localhost", "unknown scheme"),
         ("redis+sentinel://h1:26379", "master_name"),
         ("redis+sentinel://h1:26379/", "master_name"),
@@ -69,7 +69,7 @@ def test_settings_refuse_a_bad_url_naming_the_variable_and_never_echoing_it() ->
 
 
 def test_wait_replicas_defaults_to_one_behind_sentinel_and_zero_otherwise() -> None:
-    assert Settings(redis_url="redis://h:6379/0").wait_replicas == 0
+    assert Settings(redis_url="redis://h:6380/0").wait_replicas == 0
     assert Settings(redis_url="redis+sentinel://h:26379/m").wait_replicas == 1
     sentinel = Settings.from_env(
         {"HOOKGATE_REDIS_URL": "redis+sentinel://h:26379/m", "HOOKGATE_REDIS_WAIT_REPLICAS": "0"}
