@@ -72,3 +72,23 @@ class Finished:
     next_at_ms: int
     latency_bucket: str
     latency_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who did something, as the audit log records it and as access checks see it.
+
+    ``kind`` is ``token`` (the bootstrap HOOKGATE_ADMIN_TOKEN), ``key`` (an API key: ``id`` is
+    its id, ``name`` its name), ``portal`` (a portal session: ``id`` is a non-secret session
+    reference, ``business_id`` its business or None for an operator) or ``system`` (hookgate
+    itself, e.g. an auto-disable). ``scopes`` are what it may do (``admin`` covers all);
+    ``business_id`` set means it sees and changes only that business. ``client`` is the
+    address the request came from, empty for ``system``.
+    """
+
+    kind: str
+    id: str
+    name: str = ""
+    business_id: str | None = None
+    scopes: frozenset[str] = frozenset({"admin"})
+    client: str = ""

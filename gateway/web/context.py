@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gateway.core.model import Actor
 from gateway.core.settings import Settings
 from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
@@ -18,3 +19,5 @@ INGESTER = web.AppKey("ingester", Ingester)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 REDIS_WATCH = web.AppKey("redis_watch", RedisWatch)
+# Who is making the request, set by the authentication middleware before any /v1 handler.
+ACTOR = web.RequestKey("actor", Actor)
