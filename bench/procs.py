@@ -285,6 +285,11 @@ class Cluster:
             raise BenchError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
         return json.loads(raw) if raw else None
 
+    def create_api_key(self, scopes: list[str]) -> str:
+        """A new API key (through the admin token); returns the key."""
+        reply = self.request("POST", "/v1/api-keys", {"name": "bench", "scopes": scopes})
+        return str(reply["key"])
+
     def add_endpoint(self, url: str, max_in_flight: int = 100) -> str:
         reply = self.request(
             "POST",

@@ -196,7 +196,8 @@ async def test_malformed_json_is_400(api: Client, redis: ArqRedis, raw: bytes) -
             await assert_error(resp, 413)
         else:
             await assert_error(resp, 400, "invalid_json")
-    assert await redis.dbsize() == 0
+    # nothing but the audit entries of the refused changes (not of the events: no change)
+    assert await redis.keys() == [b"hg:audit"] and await redis.xlen("hg:audit") == 2
 
 
 @pytest.mark.parametrize(
@@ -325,7 +326,8 @@ async def test_bad_endpoints_are_422_and_write_nothing(
     api: Client, redis: ArqRedis, body: Any
 ) -> None:
     await assert_error(await api.post("/v1/endpoints", json=body, headers=AUTH), 422)
-    assert await redis.dbsize() == 0
+    # nothing but the refusal's audit entry
+    assert await redis.keys() == [b"hg:audit"] and await redis.xlen("hg:audit") == 1
 
 
 async def test_bad_patch_is_422_and_changes_nothing(api: Client, redis: ArqRedis) -> None:

@@ -373,7 +373,9 @@ async def test_other_json_inputs_cannot_smuggle_nesting(
         error = await error_of(resp, status, code)
         if field and path == "/v1/endpoints":
             assert error["details"]["field"] == field
-    assert set(await redis.keys("*")) == before
+    # nothing stored but the refused endpoint's audit entry
+    assert set(await redis.keys("*")) == before | {b"hg:audit"}
+    assert await redis.xlen("hg:audit") == 1
 
 
 # ---- 3. sign-in goes on only to a plain portal path -----------------------------------------

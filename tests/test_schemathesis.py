@@ -64,6 +64,15 @@ REFUSED_BY_DESIGN = [
     ("validation_failed", "cursor", "cursor: is not a cursor this API returned"),
     # A duration's range (the pattern states its form only).
     ("validation_failed", "ttl", "ttl: must be from 1s to 7d"),
+    # A time against the clock: an API key's expiry must be in the future.
+    ("validation_failed", "expires_at", "expires_at: is not in the future"),
+    # Two fields against each other: an admin key is never bound to a business.
+    (
+        "validation_failed",
+        "scopes",
+        "scopes: admin cannot be bound to a business: leave out business_id, or name narrower "
+        "scopes",
+    ),
 ]
 
 
@@ -132,6 +141,7 @@ ID_KINDS = {
     "/v1/deliveries/": "dlv",
     "/v1/endpoints/": "ep",
     "/v1/replays/": "rpl",
+    "/v1/api-keys/": "key",
 }
 
 
@@ -233,7 +243,12 @@ def known_ids(gateway: Gateway, http: requests.Session) -> dict[str, str]:
         timeout=10,
     )
     assert replay.status_code == 202, replay.text
+    key = http.post(
+        f"{base}/v1/api-keys", json={"name": "fuzz", "scopes": ["read"]}, headers=AUTH, timeout=10
+    )
+    assert key.status_code == 201, key.text
     return {
+        "key": key.json()["id"],
         "evt": body["id"],
         "dlv": body["deliveries"][0],
         "ep": ep.json()["id"],

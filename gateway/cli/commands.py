@@ -1,8 +1,10 @@
-"""Operator commands: find deliveries, replay them, send events, manage endpoints.
+"""Operator commands: find deliveries, replay them, send events, manage endpoints and API keys,
+read the audit log.
 
-They talk to a running gateway over its HTTP API (``--url``/``HOOKGATE_URL`` and
-``--token``/``HOOKGATE_ADMIN_TOKEN``). Bad arguments and 4xx answers exit 2 with a one-line
-reason; an unreachable gateway or a 5xx exits 1.
+They talk to a running gateway over its HTTP API (``--url``/``HOOKGATE_URL`` and ``--token``:
+an API key from ``HOOKGATE_API_KEY``, else the admin token from ``HOOKGATE_ADMIN_TOKEN``). Bad
+arguments and 4xx answers exit 2 with a one-line reason; an unreachable gateway or a 5xx exits
+1.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from gateway.cli.client import ApiClient, ApiFailure
+from gateway.core.audit import ACTION_FILTERS
+from gateway.core.clock import iso_ms
 from gateway.core.durations import parse_time
 from gateway.core.limits import MAX_DEPTH
 
@@ -36,9 +40,9 @@ def api_options(command: F) -> F:
     )
     @click.option(
         "--token",
-        envvar="HOOKGATE_ADMIN_TOKEN",
+        envvar=["HOOKGATE_API_KEY", "HOOKGATE_ADMIN_TOKEN"],
         required=True,
-        help="The admin token (env HOOKGATE_ADMIN_TOKEN).",
+        help="An API key (env HOOKGATE_API_KEY) or the admin token (env HOOKGATE_ADMIN_TOKEN).",
     )
     @functools.wraps(command)
     def wrapper(*args: Any, url: str, token: str, **kwargs: Any) -> Any:
@@ -415,6 +419,148 @@ def endpoints_test(api: ApiClient, endpoint_id: str) -> None:
     click.echo(f"{result['event_id']} → {result['delivery_id']}")
 
 
+# ---- API keys ----------------------------------------------------------------------------
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys (needs the admin scope)."""
+
+
+def _usage(message: str) -> NoReturn:
+    click.echo(f"hookgate: {message}", err=True)
+    raise SystemExit(2)
+
+
+def _expiry(value: str) -> str:
+    """``30d`` (that long from now) or an RFC 3339 time → RFC 3339 UTC; exits 2 otherwise."""
+    try:
+        seconds = parse_time(value, time.time(), ahead=True)
+    except ValueError:
+        _usage(f"--expires: {value!r} is neither a duration like 30d nor an RFC 3339 time")
+    try:
+        return iso_ms(int(seconds * 1000)) or ""
+    except (OverflowError, OSError, ValueError):  # beyond what a date can say (year 9999)
+        _usage(f"--expires: {value!r} is too far away")
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses it, e.g. 'billing core'.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="admin, events:write, read, deliveries:replay, endpoints:write or "
+    "portal-links:create (repeat, or a comma-separated list).",
+)
+@click.option("--business", "business_id", help="Bind the key to this business.")
+@click.option("--expires", help="30d, 12h, … from now, or an RFC 3339 time (default: never).")
+@api_options
+def keys_create(
+    api: ApiClient,
+    name: str,
+    scopes: tuple[str, ...],
+    business_id: str | None,
+    expires: str | None,
+) -> None:
+    """Create an API key; prints the key (only now: it is stored nowhere)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "scopes": [s.strip() for given in scopes for s in given.split(",") if s.strip()],
+    }
+    if business_id is not None:
+        body["business_id"] = business_id
+    if expires is not None:
+        body["expires_at"] = _expiry(expires)
+    created = api.request("POST", "/v1/api-keys", body)
+    click.echo(f"{created['id']}  key {created['key']}  (shown only now)")
+
+
+@keys.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def keys_ls(api: ApiClient, as_json: bool) -> None:
+    """Every API key: scopes, business, state, expiry and last use (never the key)."""
+    found = api.request("GET", "/v1/api-keys")["data"]
+    if as_json:
+        _print_json(found)
+        return
+    rows = [
+        [
+            k["id"],
+            k["name"],
+            ",".join(k["scopes"]),
+            k["business_id"] or "*",
+            k["status"],
+            _short_time(k["expires_at"]) if k["expires_at"] else "never",
+            (
+                f"{_short_time(k['last_used_at'])} from {k['last_used_from']}"
+                if k["last_used_at"]
+                else "never"
+            ),
+        ]
+        for k in found
+    ]
+    _table(rows, ["key", "name", "scopes", "business", "state", "expires (UTC)", "last used"])
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@api_options
+def keys_revoke(api: ApiClient, key_id: str) -> None:
+    """Revoke a key: every gateway refuses it within a second."""
+    api.request("DELETE", f"/v1/api-keys/{key_id}")
+    click.echo(f"{key_id} revoked")
+
+
+# ---- audit log ---------------------------------------------------------------------------
+
+
+@click.group()
+def audit() -> None:
+    """Read the audit log: who changed what."""
+
+
+@audit.command("ls")
+@click.option("--business", "business_id", help="Only this business's.")
+@click.option(
+    "--actor", help="Only this actor's: key_…, bootstrap, ps_… (a portal session), system."
+)
+@click.option(
+    "--action", type=click.Choice(ACTION_FILTERS), help="An action, or a family (endpoint.*)."
+)
+@click.option("--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time.")
+@click.option("--until", callback=_to_time, help="Likewise.")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", help="Continue from a previous page's next cursor.")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def audit_ls(api: ApiClient, as_json: bool, **query: Any) -> None:
+    """Audit entries, newest first (failed and refused attempts too)."""
+    page = api.request("GET", "/v1/audit-log", query=query)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [
+        [
+            _short_time(e["at"]),
+            f"{e['actor']['kind']}:{e['actor']['id']}",
+            e["action"],
+            " ".join(e["targets"]) or "-",
+            e["business_id"] or "-",
+            e["client"] or "-",
+            e["outcome"]
+            + (f" {e['status']}" if e["status"] else "")
+            + (f" {e['detail']}" if e["detail"] else ""),
+        ]
+        for e in page["data"]
+    ]
+    _table(rows, ["time (UTC)", "actor", "action", "targets", "business", "client", "outcome"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
 def register(main: click.Group) -> None:
-    for command in (deliveries, replay, events, endpoints):
+    for command in (deliveries, replay, events, endpoints, keys, audit):
         main.add_command(command)

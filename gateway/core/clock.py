@@ -14,8 +14,9 @@ def now_ms() -> int:
 def iso_ms(ms: int | str | bytes | None) -> str | None:
     if ms is None or ms == "" or ms == b"":
         return None
-    value = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    whole = int(ms)  # whole seconds and milliseconds apart: a float loses the last one in 9999
+    second = datetime.fromtimestamp(whole // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{second}.{whole % 1000:03d}Z"
 
 
 _stamp = (-1, "")  # the last millisecond formatted, and its text

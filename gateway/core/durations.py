@@ -21,13 +21,16 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parse_time(text: str, now: float) -> float:
+def parse_time(text: str, now: float, *, ahead: bool = False) -> float:
     """A point in time (unix seconds): an RFC 3339 time with offset, or a duration ago
-    (``2h`` = two hours before ``now``). Raises ``ValueError`` saying what is accepted."""
+    (``2h`` = two hours before ``now``; with ``ahead``, two hours after it). Raises
+    ``ValueError`` saying what is accepted."""
     try:
-        return now - parse_duration(text)
+        duration = parse_duration(text)
     except ValueError:
         pass
+    else:
+        return now + duration if ahead else now - duration
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -26,6 +26,7 @@ SUBSCRIPTION = whole(f"({_EVENT_TYPE}|{_FAMILY})")  # what an endpoint subscribe
 IDEMPOTENCY_KEY = whole(r"[\x21-\x7e]{1,255}")
 HEADER_NAME = whole(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")  # an RFC 9110 token
 HEADER_VALUE = whole(r"[^\r\n\x00]*")
+KEY_NAME = whole(r"[^\x00-\x1f\x7f]{1,100}")  # an API key's name: no control characters
 # RFC 3339's date-time (section 5.6). datetime.fromisoformat takes more (ISO 8601's week dates,
 # basic format, no seconds, …) that receivers' RFC 3339 parsers would refuse.
 DATE_TIME = whole(
@@ -38,6 +39,7 @@ ID_FORMS = {  # unanchored, as a route's ``{id:…}`` takes them
     "ep": r"ep_[0-9A-Z]{26}",
     "dlv": r"dlv_[0-9A-Z]{26}[0-9a-f]{1,8}",
     "rpl": r"rpl_[0-9A-Z]{26}",
+    "key": r"key_[0-9A-Z]{26}",  # an API key's id (the key itself is hgk_<id>_<secret>)
 }
 IDS = {kind: whole(form) for kind, form in ID_FORMS.items()}
 
@@ -50,5 +52,6 @@ WORDS = {
     IDEMPOTENCY_KEY: "1-255 visible ASCII characters",
     HEADER_NAME: "a header name: 1-128 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~",
     HEADER_VALUE: "a string without line breaks",
+    KEY_NAME: "1-100 characters, no control characters",
     **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
 }

@@ -51,6 +51,9 @@ class Settings:
     log_format: str = "json"
     rotation_grace: float = 86400.0
     retention: float = 30 * 86400.0
+    # How long audit entries are kept: longer than deliveries, as an audit trail is read
+    # after the fact (an investigation, a merchant's dispute).
+    audit_retention: float = 90 * 86400.0
     idempotency_ttl: float = 86400.0
     worker_concurrency: int = 100
     # How often an idle worker polls the queue: 10 ms keeps the time from 202 to the first
@@ -166,6 +169,7 @@ class Settings:
         read("HOOKGATE_LOG_FORMAT", "log_format", _log_format, "json or console")
         read("HOOKGATE_ROTATION_GRACE", "rotation_grace", _non_negative, "a duration such as 24h")
         read("HOOKGATE_RETENTION", "retention", _positive, "a duration such as 30d")
+        read("HOOKGATE_AUDIT_RETENTION", "audit_retention", _positive, "a duration such as 90d")
         read("HOOKGATE_WORKER_CONCURRENCY", "worker_concurrency", _count, "a whole number >= 1")
         read("HOOKGATE_WORKER_POLL_DELAY", "worker_poll_delay", _positive, "a duration like 50ms")
         read("HOOKGATE_SWEEP_INTERVAL", "sweep_interval", _positive, "a duration such as 30s")

@@ -14,6 +14,9 @@ METRICS = PREFIX + "metrics"  # hash of counters shared by every process
 ENDPOINTS = PREFIX + "endpoints"  # set of every endpoint id
 EVENT_TYPES = PREFIX + "event_types"  # hash: registered event type → description
 BUSINESSES = PREFIX + "businesses"  # set of every business that has had an endpoint
+API_KEYS = PREFIX + "api-keys"  # set of every API key id, revoked and expired ones too
+# Stream of every audit entry (lib/audit.lua), trimmed to HOOKGATE_AUDIT_RETENTION.
+AUDIT = PREFIX + "audit"
 # Delivery indices: zsets of "{created_ms:013d}:{delivery_id}" at score 0, so a lexical range
 # is a time range and a member is a stable cursor.
 INDEX_ALL = PREFIX + "idx:all"
@@ -96,3 +99,15 @@ def portal_link(digest: str) -> str:
 def login_failures(client: str) -> str:
     """Counter of failed portal sign-ins from one client address in the current window."""
     return f"{PREFIX}portal:login-failures:{client}"
+
+
+def api_key(key_id: str) -> str:
+    """Hash of one API key: name, scopes, business, times, last use, and the SHA-256 of the
+    whole key (never the key itself), so a Redis dump yields no usable key."""
+    return f"{PREFIX}api-key:{key_id}"
+
+
+def audit_business(business_id: str) -> str:
+    """Stream of one business's audit entries, under the same ids as in ``AUDIT``: a reader
+    of one business reads only its entries. Expires when its newest entry is past retention."""
+    return f"{PREFIX}audit:bus:{business_id}"

@@ -195,6 +195,7 @@ class Recovery:
                 mapping={
                     "id": replay_id,
                     "endpoint_id": endpoint_id,
+                    "business_id": endpoint["business_id"],
                     "since": since_ms,
                     "until": until_ms,
                     "filter": "all" if include_succeeded else "failed",

@@ -45,6 +45,7 @@ SCRIPTS = (
     "cancel_endpoint",
     "replay_batch",
     "replay_start",
+    "audit",
 )
 # Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
 INGEST_GROUP = 200
@@ -221,6 +222,7 @@ class Scripts:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self._retention_ms = int(settings.retention * 1000)
+        self._audit_retention_ms = int(settings.audit_retention * 1000)
         self._disable_after_ms = int(settings.disable_after * 1000)
         self._disable_after_text = format_duration(settings.disable_after)
         self._wait_replicas = settings.wait_replicas
@@ -237,6 +239,7 @@ class Scripts:
         self._cancel_endpoint = loaded["cancel_endpoint"]
         self._replay_batch = loaded["replay_batch"]
         self._replay_start = loaded["replay_start"]
+        self._audit = loaded["audit"]
 
     def _common(self, now: int) -> list[Any]:
         return [
@@ -365,7 +368,7 @@ class Scripts:
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
         """Records attempts (FINISH_MANY, one call); returns ``ok``, ``stale`` or ``gone``
         per attempt."""
-        args: list[Any] = self._common(now_ms())
+        args: list[Any] = [*self._common(now_ms()), self._audit_retention_ms]
         for done in many:
             # A success can emit no operational event; anything else may (exhausted, disabled).
             emit = "- -" if done.outcome == "succeeded" else f"{new_id('evt')} {new_id('evt')}"
@@ -451,3 +454,14 @@ class Scripts:
             replicated=True,
         )
         return bool(int(started)), _text(current)
+
+    async def audit(self, business_id: str | None, fields: Sequence[str]) -> str:
+        """Appends an audit entry (AUDIT; ``fields`` alternate names and values, as
+        ``core.audit.Entry.fields`` makes them) and returns its id, once enough replicas hold
+        it (``StoreUnavailable`` otherwise), like the change it records."""
+        [reply] = await self._pipelined(
+            self._audit,
+            [((), [*self._common(now_ms()), self._audit_retention_ms, business_id or "", *fields])],
+            replicated=True,
+        )
+        return _text(reply)

@@ -353,6 +353,24 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------------
 
+    async def business_of(self, kind: str, object_id: str) -> str | None:
+        """The business an event (``evt``), endpoint (``ep``), delivery (``dlv``) or replay
+        (``rpl``) belongs to; None when there is no such thing."""
+        if kind == "evt":
+            body = await awaited(self.redis.get(keys.event_body(object_id)))
+            return None if body is None else str(json.loads(body)["business_id"])
+        if kind in ("ep", "dlv"):
+            key = keys.endpoint(object_id) if kind == "ep" else keys.delivery(object_id)
+            return as_str(await awaited(self.redis.hget(key, "business_id"))) or None
+        if kind == "rpl":
+            business, endpoint_id = await awaited(
+                self.redis.hmget(keys.replay(object_id), ["business_id", "endpoint_id"])
+            )
+            if business is None and endpoint_id is not None:  # recorded before replays kept it
+                return await self.business_of("ep", as_str(endpoint_id))
+            return as_str(business) or None
+        raise ValueError(f"no business of a {kind!r}")
+
     async def get_event(self, event_id: str) -> dict[str, Any]:
         body = await awaited(self.redis.get(keys.event_body(event_id)))
         if body is None:

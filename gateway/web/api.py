@@ -14,15 +14,17 @@ from msgspec import UNSET
 
 from gateway import __version__
 from gateway.core import formats, model
+from gateway.core.clock import now_ms
 from gateway.core.errors import DomainError, ValidationFailed
 from gateway.core.model import Ingested, PreparedEvent
 from gateway.store.metrics import render_metrics
 from gateway.store.recovery import DeliveryFilter
 from gateway.store.store import fingerprint
-from gateway.web import bodies, schemas, validation
+from gateway.web import access, audit, bodies, schemas, validation
 from gateway.web.bodies import answer
-from gateway.web.context import INGESTER, RECOVERY, REDIS_WATCH, SETTINGS, STORE
+from gateway.web.context import API_KEYS, INGESTER, RECOVERY, REDIS_WATCH, SETTINGS, STORE
 from gateway.web.errors import (
+    Forbidden,
     PayloadTooLarge,
     Unauthorized,
     error_detail,
@@ -52,6 +54,7 @@ ENDPOINT_PATCH = msgspec.json.Decoder(schemas.EndpointPatch)
 EVENT_TYPE = msgspec.json.Decoder(schemas.EventTypeIn)
 REPLAY = msgspec.json.Decoder(schemas.ReplayIn)
 DISABLE = msgspec.json.Decoder(schemas.DisableIn)
+API_KEY = msgspec.json.Decoder(schemas.ApiKeyIn)
 
 
 def as_sent(event: schemas.EventIn) -> dict[str, Any]:
@@ -66,6 +69,10 @@ def as_sent(event: schemas.EventIn) -> dict[str, Any]:
     if event.timestamp is not UNSET:
         sent["timestamp"] = event.timestamp
     return sent
+
+
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value
 
 
 def accepted(result: Ingested, event: model.EventIn) -> schemas.EventAccepted:
@@ -84,6 +91,7 @@ def accepted(result: Ingested, event: model.EventIn) -> schemas.EventAccepted:
 async def post_event(request: web.Request) -> web.Response:
     raw = await read_body(request, EVENT_BODY_LIMIT)
     sent = bodies.decode(raw, EVENT)
+    access.own_business(request, sent.business_id)
     key = request.headers.get("Idempotency-Key")
     idem = None if key is None else validation.idempotency_key(key)
     event = validation.event_of(sent, raw=raw)
@@ -98,7 +106,7 @@ async def post_event(request: web.Request) -> web.Response:
     return response
 
 
-def _item(raw: msgspec.Raw, i: int) -> PreparedEvent:
+def _item(request: web.Request, raw: msgspec.Raw, i: int) -> PreparedEvent:
     """One batch item, decoded and checked on its own, within the limits of a single event;
     raises ``BadRequest`` when it is not JSON (the whole batch is then refused, as any body
     that is not JSON)."""
@@ -111,6 +119,7 @@ def _item(raw: msgspec.Raw, i: int) -> PreparedEvent:
         )
     prefix = f"events[{i}]."
     sent = bodies.decode(raw, BATCH_ITEM, prefix)
+    access.own_business(request, sent.business_id, prefix + "business_id")
     event = validation.event_of(sent, prefix, bytes(raw))
     idem = sent.idempotency_key
     return PreparedEvent(event, idem, fingerprint(as_sent(sent)) if idem else "")
@@ -128,8 +137,8 @@ async def post_event_batch(request: web.Request) -> web.Response:
     prepared: list[tuple[int, PreparedEvent]] = []
     for i, raw in enumerate(batch.events):
         try:
-            prepared.append((i, _item(raw, i)))
-        except (ValidationFailed, PayloadTooLarge) as exc:
+            prepared.append((i, _item(request, raw, i)))
+        except (ValidationFailed, PayloadTooLarge, Forbidden) as exc:
             results[i] = _rejected(i, exc)
     if prepared:
         stored = await request.app[INGESTER].submit([p for _, p in prepared])
@@ -171,6 +180,7 @@ async def post_event_type(request: web.Request) -> web.Response:
     body = await read_struct(request, JSON_BODY_LIMIT, EVENT_TYPE)
     name = validation.own_event_type(body.name, "name")
     created = await request.app[STORE].register_type(name, body.description)
+    audit.note(request, name)
     registered = schemas.EventTypeRegistered(
         name=name, description=body.description, created=created
     )
@@ -183,17 +193,20 @@ async def post_event_type(request: web.Request) -> web.Response:
 async def post_endpoint(request: web.Request) -> web.Response:
     store = request.app[STORE]
     body = await read_struct(request, JSON_BODY_LIMIT, ENDPOINT)
+    access.own_business(request, body.business_id)
     fields = validation.endpoint_of(
         body, known_types=await store.known_types(), rules=request.app[SETTINGS].targets
     )
     endpoint, secret = await store.create_endpoint(fields)
+    audit.note(request, endpoint["id"], business_id=endpoint["business_id"])
     return answer({**endpoint, "secret": secret}, schemas.EndpointWithSecret, status=201)
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
     query = bodies.convert(dict(request.query), schemas.EndpointQuery)
-    business = None if query.business_id is UNSET else query.business_id
-    return answer({"data": await request.app[STORE].list_endpoints(business)}, schemas.EndpointList)
+    business, any_match = access.listing_business(request, _given(query.business_id))
+    found = await request.app[STORE].list_endpoints(business) if any_match else []
+    return answer({"data": found}, schemas.EndpointList)
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -229,22 +242,25 @@ async def get_delivery(request: web.Request) -> web.Response:
     return answer(view, schemas.Delivery)
 
 
-def _given(value: Any) -> Any:
-    return None if value is UNSET else value
-
-
 async def list_deliveries(request: web.Request) -> web.Response:
     q = bodies.convert(dict(request.query), schemas.DeliveryQuery, strict=False)
     since_ms, until_ms = window(_given(q.since), _given(q.until), since_required=False)
+    business, any_match = access.listing_business(request, _given(q.business_id))
     flt = DeliveryFilter(
         endpoint_id=_given(q.endpoint_id),
         event_id=_given(q.event_id),
-        business_id=_given(q.business_id),
+        business_id=business,
         status=_given(q.status),
         event_type=_given(q.event_type),
         since_ms=since_ms,
         until_ms=until_ms,
     )
+    # Another business's endpoint matches nothing: answered without a scan of its deliveries,
+    # whose number a next_cursor would give away. (The business filter covers the rest.)
+    if any_match and flt.endpoint_id is not None:
+        any_match = await access.visible(request, "ep", flt.endpoint_id)
+    if not any_match:
+        return answer({"data": [], "next_cursor": None}, schemas.DeliveryPage)
     found, cursor = await request.app[RECOVERY].list_deliveries(
         flt, limit=q.limit, cursor=_given(q.cursor)
     )
@@ -269,7 +285,9 @@ async def replay_endpoint(request: web.Request) -> web.Response:
         dry_run=body.dry_run,
     )
     if body.dry_run:
+        audit.skip(request)  # a dry run changes nothing
         return answer(result, schemas.ReplayPreview)
+    audit.note(request, result["replay_id"])
     return answer(result, schemas.Replay, status=202)
 
 
@@ -295,8 +313,33 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 
 async def test_endpoint(request: web.Request) -> web.Response:
     result = await request.app[RECOVERY].send_test(path_id(request, "ep"))
+    audit.note(request, result.event_id, *result.deliveries)
     sent = schemas.TestSent(event_id=result.event_id, delivery_id=result.deliveries[0])
     return json_response(sent, status=202)
+
+
+# ---- API keys ----------------------------------------------------------------------------
+
+
+async def post_api_key(request: web.Request) -> web.Response:
+    body = await read_struct(request, JSON_BODY_LIMIT, API_KEY)
+    scopes, expires_at_ms = validation.api_key_of(body)
+    key, token = await request.app[API_KEYS].create(
+        name=body.name, scopes=scopes, business_id=body.business_id, expires_at_ms=expires_at_ms
+    )
+    audit.note(request, key.id, business_id=key.business_id)
+    return answer({**key.view(now_ms()), "key": token}, schemas.ApiKeyCreated, status=201)
+
+
+async def list_api_keys(request: web.Request) -> web.Response:
+    now = now_ms()
+    found = [key.view(now) for key in await request.app[API_KEYS].list()]
+    return answer({"data": found}, schemas.ApiKeyList)
+
+
+async def revoke_api_key(request: web.Request) -> web.Response:
+    await request.app[API_KEYS].revoke(path_id(request, "key"))
+    return web.Response(status=204)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -332,7 +375,9 @@ def add_routes(app: web.Application) -> None:
     A route's ``{id}`` matches ids of its kind only: ``GET /v1/events/batch`` is then a 405
     (batch is POST), not a 404 for an event named "batch".
     """
-    evt, ep, dlv, rpl = (f"{{id:{formats.ID_FORMS[kind]}}}" for kind in ("evt", "ep", "dlv", "rpl"))
+    evt, ep, dlv, rpl, key = (
+        f"{{id:{formats.ID_FORMS[kind]}}}" for kind in ("evt", "ep", "dlv", "rpl", "key")
+    )
     r = app.router
     r.add_post("/v1/events", post_event)
     r.add_post("/v1/events/batch", post_event_batch)
@@ -353,6 +398,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/v1/deliveries/{dlv}", get_delivery)
     r.add_post(f"/v1/deliveries/{dlv}/replay", replay_delivery)
     r.add_get(f"/v1/replays/{rpl}", get_replay)
+    r.add_post("/v1/api-keys", post_api_key)
+    r.add_get("/v1/api-keys", list_api_keys)
+    r.add_delete(f"/v1/api-keys/{key}", revoke_api_key)
+    r.add_get("/v1/audit-log", audit.get_audit_log)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)

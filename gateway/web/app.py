@@ -11,12 +11,25 @@ from redis.asyncio import Redis
 
 from gateway.core.catalog import load_catalog
 from gateway.core.settings import Settings
+from gateway.store.apikeys import ApiKeys
+from gateway.store.audit import AuditLog
 from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 from gateway.web import api
-from gateway.web.context import INGESTER, RECOVERY, REDIS, REDIS_WATCH, SETTINGS, STORE
+from gateway.web.access import Gate
+from gateway.web.audit import audit_middleware
+from gateway.web.context import (
+    API_KEYS,
+    AUDIT,
+    INGESTER,
+    RECOVERY,
+    REDIS,
+    REDIS_WATCH,
+    SETTINGS,
+    STORE,
+)
 from gateway.web.errors import api_middleware
 from gateway.web.portal import post_portal_link, setup_portal
 from gateway.web.requests import BATCH_BODY_LIMIT
@@ -24,12 +37,17 @@ from gateway.web.requests import BATCH_BODY_LIMIT
 
 def create_app(settings: Settings, redis: Redis) -> web.Application:
     """The gateway application over an injected Redis pool (closed by the caller)."""
+    store = Store(redis, settings, load_catalog())
+    api_keys = ApiKeys(redis, store.scripts)
+    gate = Gate(settings.admin_token, api_keys, store)
     app = web.Application(
-        middlewares=[api_middleware(f"Bearer {settings.admin_token}".encode())],
+        # outermost: the audit trail records what the others answered
+        middlewares=[audit_middleware, api_middleware(gate.admit)],
         client_max_size=BATCH_BODY_LIMIT + 1,
     )
-    store = Store(redis, settings, load_catalog())
     app[STORE] = store
+    app[API_KEYS] = api_keys
+    app[AUDIT] = AuditLog(redis, store.scripts, settings.audit_retention)
     watch = RedisWatch(
         redis, wait_replicas=settings.wait_replicas, wait_timeout=settings.redis_wait_timeout
     )
@@ -39,6 +57,7 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     app[SETTINGS] = settings
     app[REDIS] = redis
     app.cleanup_ctx.append(_watch_redis)
+    app.cleanup_ctx.append(_write_key_uses)
     api.add_routes(app)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     setup_portal(app)
@@ -48,6 +67,16 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
 async def _watch_redis(app: web.Application) -> AsyncIterator[None]:
     """Re-reads Redis's eviction policy every HOOKGATE_REDIS_CHECK_INTERVAL while serving."""
     task = asyncio.create_task(app[REDIS_WATCH].watch_forever(app[SETTINGS].redis_check_interval))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _write_key_uses(app: web.Application) -> AsyncIterator[None]:
+    """Writes when each API key was last used, once a second while serving and once at the
+    end."""
+    task = asyncio.create_task(app[API_KEYS].flush_uses_forever())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -1,5 +1,6 @@
 """The application's shared objects, as typed aiohttp app keys: the store, recovery, ingester,
-settings and Redis pool that ``create_app`` puts in and every handler (API and portal) reads."""
+API keys, settings and Redis pool that ``create_app`` puts in and every handler (API and
+portal) reads; and what a request carries past the middleware (``ACTOR``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from redis.asyncio import Redis
 
 from gateway.core.model import Actor
 from gateway.core.settings import Settings
+from gateway.store.apikeys import ApiKeys
+from gateway.store.audit import AuditLog
 from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
@@ -19,5 +22,8 @@ INGESTER = web.AppKey("ingester", Ingester)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 REDIS_WATCH = web.AppKey("redis_watch", RedisWatch)
-# Who is making the request, set by the authentication middleware before any /v1 handler.
+API_KEYS = web.AppKey("api_keys", ApiKeys)
+AUDIT = web.AppKey("audit", AuditLog)
+# Who is making the request: set by the authentication middleware before any /v1 handler, and
+# by the portal's from its session (the audit log records it).
 ACTOR = web.RequestKey("actor", Actor)

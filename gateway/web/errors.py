@@ -2,8 +2,8 @@
 
 Domain errors (``gateway.core.errors``) carry no status: ``STATUS`` maps each class to one
 here. The errors below exist only at the HTTP boundary (a body too large, too slow, not JSON,
-a missing token). ``error_body`` is the only builder of the envelope
-``{"error": {"code", "message", "details"?}}`` (``schemas.Error``).
+a missing token, a credential without the scope a route needs). ``error_body`` is the only
+builder of the envelope ``{"error": {"code", "message", "details"?}}`` (``schemas.Error``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class Forbidden(DomainError):
+    """The caller is known but may not do this: its key lacks the route's scope
+    (``details.required_scope``) or it named a business it does not act for
+    (``details.field``)."""
+
+    code = "forbidden"
+
+
 class RequestTimeout(DomainError):
     """The client did not send its whole body in time; the connection is closed after."""
 
@@ -55,6 +63,7 @@ class PayloadTooLarge(DomainError):
 STATUS: dict[type[DomainError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     RequestTimeout: 408,
     Conflict: 409,
@@ -173,18 +182,16 @@ def unexpected_error_response(request: web.Request, exc: Exception) -> web.Respo
     return error_response(500, "internal_error", "internal error")
 
 
-def api_middleware(expected: bytes) -> Any:
-    """Bearer authentication of /v1/* and the one JSON error shape, in one middleware (each
-    middleware layer costs every request a little)."""
-    import hmac
+def api_middleware(admit: Callable[[web.Request], Awaitable[None]]) -> Any:
+    """Access control of /v1/* (``admit``: who is asking, and may they; it raises a
+    ``DomainError`` when not) and the one JSON error shape, in one middleware (each middleware
+    layer costs every request a little)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.path.startswith("/v1/"):
-                given = request.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    raise Unauthorized("missing or wrong bearer token")
+                await admit(request)
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:

@@ -3,8 +3,8 @@ the Structs in ``schemas.py`` (``msgspec.json.schema_components``), the operatio
 route table below.
 
 Error answers follow from what an operation does, so none is forgotten: every ``/v1`` route
-can answer 401; one that reads a body 400, 408, 413 and 422; one with a query string 422; one
-with an ``{id}`` 404; one that touches Redis 503 ``store_unavailable``.
+can answer 401 and 403; one that reads a body 400, 408, 413 and 422; one with a query string
+422; one with an ``{id}`` 404; one that touches Redis 503 ``store_unavailable``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ Shape = type[msgspec.Struct] | dict[str, Any] | None
 
 ERRORS = {
     400: "Malformed JSON (invalid_json)",
-    401: "Missing or wrong bearer token (unauthorized)",
+    401: "Missing or wrong bearer token, or an API key that is revoked or expired (unauthorized)",
+    403: "The API key lacks the scope this route needs (forbidden, details.required_scope), or "
+    "is bound to a business and named another (forbidden, details.field)",
     404: "Unknown id (not_found)",
     408: "The body did not arrive within the request timeout (request_timeout)",
     409: "Conflict",
@@ -58,6 +60,7 @@ class Operation:
         found: dict[int, str] = {}
         if self.path.startswith("/v1/"):
             found[401] = ERRORS[401]
+            found[403] = ERRORS[403]
         if self.body is not None:
             found.update({s: ERRORS[s] for s in (400, 408, 413, 422)})
         if self.query is not None or any(p["in"] == "path" for p in self.parameters):
@@ -250,6 +253,41 @@ OPERATIONS = (
         body=S.PortalLinkIn,
         body_required=False,
         parameters=(BUSINESS_IN_PATH,),
+    ),
+    Operation(
+        "post",
+        "/v1/api-keys",
+        "Create an API key; the answer holds the key, once",
+        {201: (S.ApiKeyCreated, "Created: give the key to its user; it is stored nowhere")},
+        body=S.ApiKeyIn,
+    ),
+    Operation(
+        "get",
+        "/v1/api-keys",
+        "Every API key: scopes, business, expiry, last use (never the key)",
+        {200: (S.ApiKeyList, "API keys")},
+    ),
+    Operation(
+        "delete",
+        "/v1/api-keys/{id}",
+        "Revoke an API key: every gateway refuses it within a second",
+        {204: (None, "Revoked (again: no change)")},
+        id_kind="key",
+    ),
+    Operation(
+        "get",
+        "/v1/audit-log",
+        "Who changed what: the audit log, newest first, cursor-paginated",
+        {200: (S.AuditPage, "A page of entries")},
+        query=S.AuditQuery,
+        description=(
+            "Every change made through the API, the CLI or the portal, failed and refused "
+            "attempts too, and hookgate's own (an endpoint disabled after a 410 or after "
+            "failing for HOOKGATE_DISABLE_AFTER). A key bound to a business sees that "
+            "business's entries only. A filter on actor or action looks at up to 5000 "
+            "entries per page: a page can then hold fewer than limit entries and still have "
+            "a next_cursor."
+        ),
     ),
     Operation(
         "get",

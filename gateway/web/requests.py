@@ -32,7 +32,13 @@ DATE_TIME_RE = re.compile(formats.DATE_TIME)
 # clamped, it can be stored and shown).
 LATEST_MS = 253_402_300_799_999
 
-KIND_NAMES = {"evt": "event", "ep": "endpoint", "dlv": "delivery", "rpl": "replay"}
+KIND_NAMES = {
+    "evt": "event",
+    "ep": "endpoint",
+    "dlv": "delivery",
+    "rpl": "replay",
+    "key": "API key",
+}
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -68,10 +74,16 @@ async def read_struct(request: web.Request, limit: int, decoder: msgspec.json.De
     return bodies.decode(await read_body(request, limit), decoder)
 
 
+def unknown(kind: str, value: str) -> NotFound:
+    """The 404 of an id that names nothing: the same answer the store gives for it (``no
+    endpoint 'ep_…'``), and the one a business-scoped caller gets for another business's."""
+    return NotFound(f"no {KIND_NAMES[kind]} {value!r}")
+
+
 def path_id(request: web.Request, kind: str) -> str:
     value = request.match_info["id"]
     if not ID_RES[kind].match(value):
-        raise NotFound(f"no {KIND_NAMES[kind]} {value!r}")
+        raise unknown(kind, value)
     return value
 
 

@@ -18,9 +18,12 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gateway.core import formats
+from gateway.core.audit import ACTOR_FILTER, STREAM_ID, ActionFilter, ActorKind
+from gateway.core.audit import Outcome as AuditOutcome
 from gateway.core.catalog import RESERVED_FAMILY
 from gateway.core.durations import DURATION_PATTERN
 from gateway.core.limits import MAX_DEPTH
+from gateway.core.scopes import SCOPES, Scope
 from worker.retry import Outcome
 
 # ---- limits ------------------------------------------------------------------------------
@@ -90,6 +93,8 @@ WORDS = {
     _HTTP_URL: "an absolute http:// or https:// URL",
     DURATION_PATTERN: "a duration like 30m, 2h or 1d",
     _CURSOR: "a next_cursor this API returned",
+    STREAM_ID: "a next_cursor this API returned",
+    ACTOR_FILTER: "an actor id: 1-64 of A-Z a-z 0-9 _",
 }
 
 # ---- field types -------------------------------------------------------------------------
@@ -181,6 +186,7 @@ EventId = Annotated[str, Meta(pattern=formats.IDS["evt"])]
 EndpointId = Annotated[str, Meta(pattern=formats.IDS["ep"])]
 DeliveryId = Annotated[str, Meta(pattern=formats.IDS["dlv"])]
 ReplayId = Annotated[str, Meta(pattern=formats.IDS["rpl"])]
+ApiKeyId = Annotated[str, Meta(pattern=formats.IDS["key"])]
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled", "skipped"]  # STATUSES
 ReplayFilter = Literal["failed", "all"]
 
@@ -317,6 +323,41 @@ class PortalLinkIn(RequestBody):
     ) = UNSET
 
 
+class ApiKeyIn(RequestBody):
+    """A new API key: what it may do, and for which business."""
+
+    name: Annotated[str, Meta(pattern=formats.KEY_NAME, examples=["billing core"])]
+    scopes: Annotated[
+        list[Scope],
+        Meta(
+            min_length=1,
+            max_length=len(SCOPES),
+            description="admin: everything; events:write: POST /v1/events and batches; read: "
+            "every GET (not the API keys); deliveries:replay: replays; endpoints:write: "
+            "create, change, delete, rotate, disable, enable, test endpoints; "
+            "portal-links:create: portal links",
+            examples=[["events:write"]],
+        ),
+    ]
+    business_id: (
+        Annotated[
+            BusinessId,
+            Meta(description="bind the key to this business: it sees and changes only its data"),
+        ]
+        | None
+    ) = None
+    expires_at: (
+        Annotated[
+            RFC3339,
+            Meta(
+                description="after this time the key is refused; absent: never",
+                examples=["2031-01-01T00:00:00Z"],
+            ),
+        ]
+        | None
+    ) = None
+
+
 # Query strings, decoded like bodies (``openapi.py`` documents each field as a parameter).
 
 
@@ -333,6 +374,34 @@ class DeliveryQuery(RequestBody):
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")] = DEFAULT_PAGE
     cursor: (
         Annotated[str, Meta(pattern=_CURSOR, description="next_cursor of the previous page")]
+        | UnsetType
+    ) = UNSET
+
+
+class AuditQuery(RequestBody):
+    """The filters of GET /v1/audit-log."""
+
+    business_id: Annotated[BusinessId, Meta(description="only this business's")] | UnsetType = UNSET
+    actor: (
+        Annotated[
+            str,
+            Meta(
+                pattern=ACTOR_FILTER,
+                description="only this actor's: an API key id, bootstrap (the admin token), a "
+                "portal session's reference (ps_…), anonymous (failed portal sign-ins) or system",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    action: (
+        Annotated[ActionFilter, Meta(description="only this action, or family (endpoint.*)")]
+        | UnsetType
+    ) = UNSET
+    since: TimeSpec | UnsetType = UNSET
+    until: TimeSpec | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")] = DEFAULT_PAGE
+    cursor: (
+        Annotated[str, Meta(pattern=STREAM_ID, description="next_cursor of the previous page")]
         | UnsetType
     ) = UNSET
 
@@ -565,6 +634,80 @@ class PortalLink(Answer):
     url: str
     expires_at: Timestamp
     business_id: str
+
+
+class ApiKey(Answer):
+    """An API key: never the key itself, nor anything it could be rebuilt from."""
+
+    id: ApiKeyId
+    name: str
+    scopes: list[Scope]
+    business_id: Annotated[str | None, Meta(description="null: every business")]
+    status: Literal["active", "expired", "revoked"]
+    created_at: Timestamp | None
+    expires_at: Annotated[Timestamp | None, Meta(description="null: never")]
+    revoked_at: Timestamp | None
+    last_used_at: Annotated[
+        Timestamp | None, Meta(description="recorded at most once a second per gateway")
+    ]
+    last_used_from: Annotated[str | None, Meta(description="the client address of that use")]
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """A new API key, with the key: shown only in this answer, stored nowhere."""
+
+    key: Annotated[
+        str,
+        Meta(
+            description="the bearer token: Authorization: Bearer hgk_<id>_<secret>",
+            examples=["hgk_key_01JD0000000000000000000000_…"],
+        ),
+    ]
+
+
+class ApiKeyList(Answer):
+    """Every API key, oldest first; revoked and expired ones too."""
+
+    data: list[ApiKey]
+
+
+class AuditActor(Answer):
+    kind: Annotated[
+        ActorKind,
+        Meta(
+            description="token: the admin token; key: an API key; portal: a portal session; "
+            "anonymous: a failed portal sign-in; system: hookgate itself"
+        ),
+    ]
+    id: Annotated[
+        str, Meta(description="bootstrap, the API key's id, the session's ps_… reference, …")
+    ]
+    name: Annotated[str, Meta(description="the API key's name; operator or merchant; hookgate")]
+
+
+class AuditEntry(Answer):
+    """One change, or attempted change, and who made it. Never a secret, key, token, body or
+    header value."""
+
+    id: Annotated[str, Meta(description="the entry's id, in time order; a cursor")]
+    at: Timestamp
+    actor: AuditActor
+    action: str
+    targets: Annotated[list[str], Meta(description="the ids it was about")]
+    business_id: str | None
+    client: Annotated[str | None, Meta(description="the address the request came from")]
+    outcome: AuditOutcome
+    status: Annotated[int | None, Meta(description="the HTTP status answered")]
+    detail: Annotated[
+        str | None, Meta(description="the error code of a failure, or why hookgate acted")
+    ]
+
+
+class AuditPage(Answer):
+    """A page of the audit log, newest first."""
+
+    data: list[AuditEntry]
+    next_cursor: Annotated[str | None, Meta(description="null on the last page")]
 
 
 class Health(Answer):

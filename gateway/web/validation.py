@@ -11,6 +11,7 @@ them.
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +21,13 @@ from msgspec import UNSET
 from gateway.core import formats, model
 from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
 from gateway.core.clock import now_timestamp
+from gateway.core.durations import parse_time
 from gateway.core.errors import ValidationFailed
 from gateway.core.limits import MAX_DEPTH, depth_over, text_may_nest_over
+from gateway.core.scopes import ADMIN
 from gateway.core.targets import TargetRules, check_literal_url_host
 from gateway.web import bodies, schemas
+from gateway.web.requests import LATEST_MS
 from gateway.web.schemas import (
     MAX_CUSTOM_HEADERS,
     MAX_EVENT_TYPES,
@@ -229,3 +233,23 @@ def endpoint_fields(
     else:
         body = bodies.convert(obj, schemas.EndpointIn)
     return endpoint_of(body, known_types=known_types, rules=rules)
+
+
+def api_key_of(body: schemas.ApiKeyIn) -> tuple[frozenset[str], int | None]:
+    """The scopes and the expiry (ms, None: never) of a new API key, checked beyond their
+    shape: ``admin`` is never bound to a business, and an expiry is an RFC 3339 time with an
+    offset, in the future."""
+    scopes = frozenset(body.scopes)
+    if ADMIN in scopes and body.business_id is not None:
+        raise ValidationFailed(
+            "scopes",
+            "admin cannot be bound to a business: leave out business_id, or name narrower scopes",
+        )
+    if body.expires_at is None:
+        return scopes, None
+    timestamp(body.expires_at, "expires_at")
+    now = time.time()
+    expires = parse_time(body.expires_at.upper(), now)
+    if expires <= now:
+        raise ValidationFailed("expires_at", "is not in the future")
+    return scopes, int(min(expires * 1000, LATEST_MS))  # a time past 9999 means the same

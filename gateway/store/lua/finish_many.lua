@@ -3,7 +3,8 @@
 
   KEYS        none (each attempt's keys are built from its delivery id)
   ARGV[1..5]  the common arguments (scripts.py)
-  ARGV[6..]   two per attempt: its fields, space-separated (delivery_id, job_id, outcome:
+  ARGV[6]     retention of the audit log (ms), for the entry of an endpoint it disables
+  ARGV[7..]   two per attempt: its fields, space-separated (delivery_id, job_id, outcome:
               succeeded|retry|failed|gone, next_at_ms, latency_bucket, latency_seconds, then
               the ids of the operational events it may emit, exhausted and disabled, or '-'
               when none can be due), then its log entry (JSON)
@@ -13,12 +14,13 @@
 
 local function main()
   local states = {}
-  for a = 6, #ARGV, 2 do
+  local audit_retention = tonumber(ARGV[6])
+  for a = 7, #ARGV, 2 do
     local did, job, outcome, next_at, bucket, latency, emit_exhausted, emit_disabled =
       string.match(ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
     states[#states + 1] = finish_attempt(key_delivery(did), key_delivery_attempts(did), did,
       job, ARGV[a + 1], outcome, tonumber(next_at), bucket, latency, emit_exhausted,
-      emit_disabled)
+      emit_disabled, audit_retention)
   end
   return states
 end

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import views
+from . import keys, views
 from .auth import post_portal_link
 from .site import HERE, JINJA, PREFIX, make_environment, portal_middleware
 
@@ -42,4 +42,8 @@ def setup_portal(app: web.Application) -> None:
     r.add_get(p + "/replays/{id}/progress", views.replay_progress, name="portal.replay_progress")
     r.add_get(p + "/events", views.events, name="portal.events")
     r.add_get(p + "/events/{id}", views.event_page, name="portal.event")
+    r.add_get(p + "/activity", views.activity, name="portal.activity")
+    r.add_get(p + "/api-keys", keys.api_keys_page, name="portal.api_keys")
+    r.add_post(p + "/api-keys", keys.create_api_key, name="portal.api_key_create")
+    r.add_post(p + "/api-keys/{id}/revoke", keys.revoke_api_key, name="portal.api_key_revoke")
     r.add_static(p + "/static", HERE / "static", name="portal.static")

@@ -20,9 +20,11 @@ from aiohttp import web
 from msgspec import UNSET
 from redis.asyncio import Redis
 
+from gateway.core.audit import ANONYMOUS_ID
 from gateway.core.clock import iso_ms
 from gateway.core.durations import format_duration, parse_duration
 from gateway.core.errors import ValidationFailed
+from gateway.core.model import Actor
 from gateway.store import keys
 from gateway.store.store import awaited
 from gateway.web import schemas, validation
@@ -99,6 +101,35 @@ class Session:
 
     def allows(self, business_id: str) -> bool:
         return self.business_id is None or self.business_id == business_id
+
+    @property
+    def ref(self) -> str:
+        """The session as the audit log names it: neither its cookie nor the key of its hash
+        in Redis can be found from it."""
+        return "ps_" + hashlib.sha256(f"audit-ref:{self.digest}".encode()).hexdigest()[:12]
+
+
+# What a merchant's session may do (an operator's may do everything).
+MERCHANT_SCOPES = frozenset({"read", "endpoints:write", "deliveries:replay"})
+
+
+def actor_of(session: Session, client: str) -> Actor:
+    """The session as who did something (``request[ACTOR]``, the audit log)."""
+    if session.is_operator:
+        return Actor(kind="portal", id=session.ref, name="operator", client=client)
+    return Actor(
+        kind="portal",
+        id=session.ref,
+        name="merchant",
+        business_id=session.business_id,
+        scopes=MERCHANT_SCOPES,
+        client=client,
+    )
+
+
+def anonymous(client: str) -> Actor:
+    """Whoever tried to sign in and failed: there is only an address."""
+    return Actor(kind="anonymous", id=ANONYMOUS_ID, scopes=frozenset(), client=client)
 
 
 async def create_session(

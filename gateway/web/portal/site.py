@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway import __version__
 from gateway.core.errors import DomainError
 from gateway.core.logs import error_fields
-from gateway.web.context import REDIS
+from gateway.web.context import ACTOR, REDIS
 from gateway.web.errors import (
     BadRequest,
     client_abort_response,
@@ -183,6 +183,8 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     public = route in PUBLIC_ROUTES
     session = await auth.load_session(request.app[REDIS], request.cookies.get(auth.SESSION_COOKIE))
     SESSION.set(session)
+    if session is not None:
+        request[ACTOR] = auth.actor_of(session, request.remote or "")
     if session is None and not public and route is not None:
         if route == "portal.replay_progress":
             return error_response(401, "unauthorized", "not signed in")

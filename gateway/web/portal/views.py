@@ -13,11 +13,13 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from gateway.core.audit import ACTION_FILTERS, ACTOR_FILTER, parse_stream_id
 from gateway.core.clock import iso_ms
 from gateway.core.errors import NotFound, ValidationFailed
+from gateway.store.audit import AuditFilter
 from gateway.store.recovery import STATUSES, DeliveryFilter
-from gateway.web import validation
-from gateway.web.context import RECOVERY, REDIS, SETTINGS, STORE
+from gateway.web import audit, validation
+from gateway.web.context import ACTOR, AUDIT, RECOVERY, REDIS, SETTINGS, STORE
 from gateway.web.requests import ID_RES, KIND_NAMES, window
 from worker.signing import build_headers
 
@@ -137,6 +139,7 @@ async def login(request: web.Request) -> web.Response:
     client = request.remote or "unknown"
     wait = await auth.login_wait(redis, client)
     if wait:
+        audit.skip(request)  # refused unread: a flood of these writes nothing
         response = _pre_form(
             request,
             "login.html",
@@ -149,17 +152,27 @@ async def login(request: web.Request) -> web.Response:
     if not auth.same(given, request.app[SETTINGS].admin_token):
         await auth.record_login_failure(redis, client)
         log.warning("hookgate.portal.sign_in_failed", client=client)
+        _failed_sign_in(request, client, "wrong_token")
         return _pre_form(
             request, "login.html", status=401, next=target, error="That is not the admin token."
         )
     old = SESSION.get()
     if old is not None:
         await auth.end_session(redis, old)
-    session_id, _ = await auth.create_session(redis, None, auth.SESSION_TTL)
+    session_id, session = await auth.create_session(redis, None, auth.SESSION_TTL)
+    request[ACTOR] = auth.actor_of(session, client)
     response = redirect(target)
     auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, int(auth.SESSION_TTL))
     auth.clear_cookie(request, response, auth.PRE_COOKIE)
     return response
+
+
+def _failed_sign_in(request: web.Request, client: str, why: str) -> None:
+    """The audit entry of a failed sign-in: by the browser's session if it has one, else by
+    no one but its address."""
+    if request.get(ACTOR) is None:
+        request[ACTOR] = auth.anonymous(client)
+    audit.note(request, detail=why)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -185,12 +198,29 @@ async def link_page(request: web.Request) -> web.Response:
 
 async def use_link(request: web.Request) -> web.Response:
     redis = request.app[REDIS]
+    client = request.remote or "unknown"
+    # A link that does not open is a failed sign-in: it counts against the same budget per
+    # address as a wrong token (so failures, and their audit entries, stay bounded).
+    wait = await auth.login_wait(redis, client)
+    if wait:
+        audit.skip(request)
+        response = error_page(
+            request,
+            429,
+            f"Too many failed sign-ins from this address: try again in {-(-wait // 60)} min.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     found = await auth.use_link(redis, request.match_info["token"])
     if found is None:
+        await auth.record_login_failure(redis, client)
+        log.warning("hookgate.portal.link_failed", client=client)
+        _failed_sign_in(request, client, "link_not_valid")
         return error_page(request, 404, _LINK_GONE)
     business, expires = found
     ttl = min(auth.SESSION_TTL, (expires - time.time() * 1000) / 1000)
-    session_id, _ = await auth.create_session(redis, business, ttl)
+    session_id, session = await auth.create_session(redis, business, ttl)
+    request[ACTOR] = auth.actor_of(session, client)
     response = redirect(PREFIX + "/endpoints")
     auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, max(1, int(ttl)))
     auth.clear_cookie(request, response, auth.PRE_COOKIE)
@@ -290,6 +320,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     except ValidationFailed as exc:
         return await _endpoints_page(request, status=422, form=form, error=exc.message)
     endpoint, secret = await store.create_endpoint(fields)
+    audit.note(request, endpoint["id"], business_id=endpoint["business_id"])
     return render(request, "secret.html", endpoint=endpoint, secret=secret, created=True)
 
 
@@ -337,6 +368,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 async def send_test(request: web.Request) -> web.Response:
     endpoint = await _endpoint(request, request.match_info["id"])
     result = await request.app[RECOVERY].send_test(endpoint["id"])
+    audit.note(request, result.event_id, *result.deliveries)
     return redirect(f"{PREFIX}/deliveries/{result.deliveries[0]}?notice=test")
 
 
@@ -491,6 +523,7 @@ async def recover(request: web.Request) -> web.Response:
 async def start_recovery(request: web.Request) -> web.Response:
     values = {k: v.strip() for k in RECOVER_QUERY if (v := form_of(request).get(k, "")).strip()}
     endpoint, since_ms, until_ms, status = await _recover_window(request, values)
+    audit.note(request, endpoint["id"], business_id=endpoint["business_id"])
     result = await request.app[RECOVERY].start_replay(
         endpoint["id"],
         since_ms=since_ms,
@@ -498,6 +531,7 @@ async def start_recovery(request: web.Request) -> web.Response:
         include_succeeded=status == "all",
         dry_run=False,
     )
+    audit.note(request, result["replay_id"])
     return redirect(f"{PREFIX}/replays/{result['replay_id']}")
 
 
@@ -534,3 +568,44 @@ async def events(request: web.Request) -> web.Response:
 async def event_page(request: web.Request) -> web.Response:
     event = await _event(request, request.match_info["id"])
     return render(request, "event.html", event=event)
+
+
+# ---- activity: the audit log -------------------------------------------------------------
+
+ACTIVITY_QUERY = ("action", "actor", "business_id", "since", "until", "cursor")
+_ACTOR_RE = re.compile(ACTOR_FILTER)
+
+
+async def activity(request: web.Request) -> web.Response:
+    """Who changed what, newest first: a merchant sees its own business's entries only."""
+    q = query_values(request.query, ACTIVITY_QUERY)
+    session = session_of(request)
+    action = q.get("action")
+    if action is not None and action not in ACTION_FILTERS:
+        raise ValidationFailed("action", "is not an action this log records")
+    actor = q.get("actor")
+    if actor is not None and not _ACTOR_RE.match(actor):
+        raise ValidationFailed("actor", "must be an actor id: 1-64 of A-Z a-z 0-9 _")
+    business = session.business_id
+    if business is None and "business_id" in q:
+        business = validation.business_id(q["business_id"])
+    cursor = q.get("cursor")
+    if cursor is not None and parse_stream_id(cursor) is None:
+        raise ValidationFailed("cursor", "is not a cursor this page made")
+    since_ms, until_ms = window(q.get("since"), q.get("until"), since_required=False)
+    flt = AuditFilter(
+        business_id=business, actor=actor, action=action, since_ms=since_ms, until_ms=until_ms
+    )
+    found, next_cursor = await request.app[AUDIT].page(flt, limit=PAGE_SIZE, cursor=cursor)
+    filters = {k: v for k, v in q.items() if k != "cursor"}
+    older = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else ""
+    newest = f"?{urlencode(filters)}" if "cursor" in q else ""
+    return render(
+        request,
+        "activity.html",
+        entries=found,
+        filters=filters,
+        actions=ACTION_FILTERS,
+        older=older,
+        newest=newest,
+    )

@@ -4,14 +4,16 @@
 --@include lib/deliveries.lua
 --@include lib/ingest.lua
 --@include lib/endpoints.lua
+--@include lib/audit.lua
 
 -- Records one attempt (its log entry, the endpoint's health, metrics) and moves the delivery
 -- on: done, its next attempt scheduled, failed (emitting hookgate.delivery.exhausted), or its
--- endpoint disabled (410, or failing for HOOKGATE_DISABLE_AFTER). Also ends the arq job that
--- ran the attempt (what arq's finish_job does in its own round trip). Returns 'ok', 'stale'
--- (the job was no longer the delivery's current one: only the log entry is kept) or 'gone'.
+-- endpoint disabled (410, or failing for HOOKGATE_DISABLE_AFTER), with its audit entry (kept
+-- `audit_retention` ms). Also ends the arq job that ran the attempt (what arq's finish_job
+-- does in its own round trip). Returns 'ok', 'stale' (the job was no longer the delivery's
+-- current one: only the log entry is kept) or 'gone'.
 local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bucket, latency,
-                                emit_exhausted, emit_disabled)
+                                emit_exhausted, emit_disabled, audit_retention)
   end_job(job)
   local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
                        'event_type', 'business_id')
@@ -61,11 +63,16 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
     local n = tonumber(d[4]) + 1
     schedule(dkey, did, job_name(did, d[5], n, 0), next_at, n)
   elseif outcome == 'gone' then
-    disable_endpoint(ep, 'endpoint answered 410 Gone', 'endpoint_gone', emit_disabled)
+    local reason = 'endpoint answered 410 Gone'
+    if disable_endpoint(ep, reason, 'endpoint_gone', emit_disabled) then
+      audit_system(audit_retention, d[7], 'endpoint.auto_disable', ep .. ' ' .. did, reason)
+    end
   end
   if failing_since and DISABLE_AFTER > 0 and NOW - failing_since >= DISABLE_AFTER then
-    disable_endpoint(ep, 'no successful delivery for ' .. DISABLE_AFTER_TEXT,
-                     'endpoint_disabled', emit_disabled)
+    local reason = 'no successful delivery for ' .. DISABLE_AFTER_TEXT
+    if disable_endpoint(ep, reason, 'endpoint_disabled', emit_disabled) then
+      audit_system(audit_retention, d[7], 'endpoint.auto_disable', ep .. ' ' .. did, reason)
+    end
   end
   return 'ok'
 end
