@@ -348,7 +348,7 @@ async def test_each_batch_item_is_held_to_the_nesting_limit(api: Client, redis: 
     assert await stored_events(redis) == 2 and await ingested(redis) == 2
     for i in (0, 3):
         assert (await api.get(f"/v1/events/{results[i]['id']}", headers=AUTH)).status == 200
-    assert not await redis.exists(keys.idempotency("deep-item"))
+    assert not await redis.exists(keys.idempotency("bus_1", "deep-item"))
 
 
 @pytest.mark.parametrize(
