@@ -45,41 +45,64 @@ SIGNATURE_SHOWN = "v1,…"  # the signature is not stored: it is shown redacted
 # ---- scoped reads: another business's objects do not exist for a merchant ---------------
 
 
+def _missing(kind: str, value: str) -> NotFound:
+    """The one answer for an id a merchant may not see, whether it is unknown, of another
+    business, or gone: byte for byte the same apart from the id the caller sent."""
+    return NotFound(f"There is no {KIND_NAMES[kind]} {value!r}.")
+
+
 def _check_id(value: str, kind: str) -> str:
     if not ID_RES[kind].match(value):
-        raise NotFound(f"There is no {KIND_NAMES[kind]} {value!r}.")
+        raise _missing(kind, value)
     return value
 
 
 async def _endpoint(request: web.Request, endpoint_id: str) -> dict[str, Any]:
     _check_id(endpoint_id, "ep")
-    endpoint = await request.app[STORE].get_endpoint(endpoint_id)
+    try:
+        endpoint = await request.app[STORE].get_endpoint(endpoint_id)
+    except NotFound:
+        raise _missing("ep", endpoint_id) from None
     if not session_of(request).allows(endpoint["business_id"]):
-        raise NotFound(f"There is no endpoint {endpoint_id!r}.")
+        raise _missing("ep", endpoint_id)
     return endpoint
 
 
 async def _delivery(request: web.Request, delivery_id: str) -> dict[str, Any]:
     _check_id(delivery_id, "dlv")
-    delivery = await request.app[STORE].get_delivery(delivery_id)
+    try:
+        delivery = await request.app[STORE].get_delivery(delivery_id)
+    except NotFound:
+        raise _missing("dlv", delivery_id) from None
     if not session_of(request).allows(delivery["business_id"]):
-        raise NotFound(f"There is no delivery {delivery_id!r}.")
+        raise _missing("dlv", delivery_id)
     return delivery
 
 
 async def _event(request: web.Request, event_id: str) -> dict[str, Any]:
     _check_id(event_id, "evt")
-    event = await request.app[STORE].get_event(event_id)
+    try:
+        event = await request.app[STORE].get_event(event_id)
+    except NotFound:
+        raise _missing("evt", event_id) from None
     if not session_of(request).allows(event["business_id"]):
-        raise NotFound(f"There is no event {event_id!r}.")
+        raise _missing("evt", event_id)
     return event
 
 
 async def _replay(request: web.Request, replay_id: str) -> dict[str, Any]:
     _check_id(replay_id, "rpl")
-    replay = await request.app[RECOVERY].get_replay(replay_id)
+    try:
+        replay = await request.app[RECOVERY].get_replay(replay_id)
+    except NotFound:
+        raise _missing("rpl", replay_id) from None
     if not session_of(request).is_operator:
-        await _endpoint(request, replay["endpoint_id"])  # 404 unless it is this business's
+        # A replay is its endpoint's business's; an endpoint that is another business's, or
+        # deleted, makes the replay missing (never an answer that names the endpoint).
+        try:
+            await _endpoint(request, replay["endpoint_id"])
+        except NotFound:
+            raise _missing("rpl", replay_id) from None
     return replay
 
 
