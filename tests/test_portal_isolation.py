@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import ClientResponse
+from support import AUTH
 from test_portal import (
     Client,
     MakeReceiver,
@@ -21,7 +22,6 @@ from test_portal import (
     settled,
     text,
 )
-from support import AUTH
 
 from gateway.core.ids import new_id
 from gateway.core.settings import Settings
