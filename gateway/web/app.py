@@ -16,7 +16,17 @@ from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 from gateway.web import api
-from gateway.web.context import INGESTER, RECOVERY, REDIS, REDIS_WATCH, SETTINGS, STORE
+from gateway.web.budget import BodyBudget, release_bodies
+from gateway.web.context import (
+    BATCH_TURN,
+    BODY_BUDGET,
+    INGESTER,
+    RECOVERY,
+    REDIS,
+    REDIS_WATCH,
+    SETTINGS,
+    STORE,
+)
 from gateway.web.errors import api_middleware
 from gateway.web.portal import post_portal_link, setup_portal
 from gateway.web.requests import BATCH_BODY_LIMIT
@@ -25,7 +35,8 @@ from gateway.web.requests import BATCH_BODY_LIMIT
 def create_app(settings: Settings, redis: Redis) -> web.Application:
     """The gateway application over an injected Redis pool (closed by the caller)."""
     app = web.Application(
-        middlewares=[api_middleware(f"Bearer {settings.admin_token}".encode())],
+        # release_bodies outermost: a request's body bytes are given back however it ends
+        middlewares=[release_bodies, api_middleware(f"Bearer {settings.admin_token}".encode())],
         client_max_size=BATCH_BODY_LIMIT + 1,
     )
     store = Store(redis, settings, load_catalog())
@@ -38,6 +49,8 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     app[RECOVERY] = Recovery(store)
     app[SETTINGS] = settings
     app[REDIS] = redis
+    app[BODY_BUDGET] = BodyBudget(settings.max_body_bytes_in_flight)
+    app[BATCH_TURN] = asyncio.Lock()
     app.cleanup_ctx.append(_watch_redis)
     api.add_routes(app)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)

@@ -1,7 +1,10 @@
 """The application's shared objects, as typed aiohttp app keys: the store, recovery, ingester,
-settings and Redis pool that ``create_app`` puts in and every handler (API and portal) reads."""
+settings, Redis pool and body budget that ``create_app`` puts in and every handler (API and
+portal) reads."""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -11,6 +14,7 @@ from gateway.store.connection import RedisWatch
 from gateway.store.ingest import Ingester
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
+from gateway.web.budget import BodyBudget
 
 STORE = web.AppKey("store", Store)
 RECOVERY = web.AppKey("recovery", Recovery)
@@ -18,3 +22,7 @@ INGESTER = web.AppKey("ingester", Ingester)
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 REDIS_WATCH = web.AppKey("redis_watch", RedisWatch)
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
+# Large batches take turns at their CPU-bound part (parsing, checking, encoding): on one event
+# loop several at once finish no sooner, and each turn of the loop would hold a slice of each.
+BATCH_TURN = web.AppKey("batch_turn", asyncio.Lock)

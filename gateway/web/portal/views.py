@@ -14,7 +14,8 @@ import structlog
 from aiohttp import web
 
 from gateway.core.clock import iso_ms
-from gateway.core.errors import NotFound, ValidationFailed
+from gateway.core.errors import Conflict, NotFound, ValidationFailed
+from gateway.core.headers import masked
 from gateway.store.recovery import STATUSES, DeliveryFilter
 from gateway.web import validation
 from gateway.web.context import RECOVERY, REDIS, SETTINGS, STORE
@@ -269,6 +270,9 @@ async def endpoints(request: web.Request) -> web.Response:
     return await _endpoints_page(request)
 
 
+_FORM_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, Any]:
     """The form as the JSON body of ``POST /v1/endpoints``, for the API's own validation."""
     body: dict[str, Any] = {"url": form.get("url", "").strip()}
@@ -279,13 +283,21 @@ def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, A
     if form.get("description", "").strip():
         body["description"] = form["description"].strip()
     headers: dict[str, str] = {}
-    for line in form.get("headers", "").splitlines():
-        if not line.strip():
+    # Lines end at a line break only (str.splitlines would also break at a vertical tab, a
+    # form feed, …), and only spaces and tabs around a name or value are the form's: any
+    # other character reaches validation, which refuses it naming the header.
+    for line in _FORM_LINE_BREAK.split(form.get("headers", "")):
+        if not line.strip(" \t"):
             continue
         name, sep, value = line.partition(":")
-        if not sep or not name.strip():
+        name = name.strip(" \t")
+        if not sep or not name:
             raise ValidationFailed("headers", "write one header per line, as Name: value")
-        headers[name.strip()] = value.strip()
+        if name in headers:  # a dict keeps one: say so rather than drop a line
+            raise ValidationFailed(
+                f"headers.{name}", "is given twice: give it once", code="duplicate_header"
+            )
+        headers[name] = value.strip(" \t")
     if headers:
         body["headers"] = headers
     cap = form.get("max_in_flight", "").strip()
@@ -310,9 +322,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
             rules=request.app[SETTINGS].targets,
             partial=False,
         )
-    except ValidationFailed as exc:
+        endpoint, secret = await store.create_endpoint(fields)
+    except ValidationFailed as exc:  # the form's fields, or a cap above the gateway's bound
         return await _endpoints_page(request, status=422, form=form, error=exc.message)
-    endpoint, secret = await store.create_endpoint(fields)
+    except Conflict as exc:
+        if exc.code != "endpoint_limit":
+            raise
+        # The business has as many endpoints as it may have: say so on the form, keep it.
+        return await _endpoints_page(request, status=409, form=form, error=exc.message)
     return render(request, "secret.html", endpoint=endpoint, secret=secret, created=True)
 
 
@@ -413,8 +430,11 @@ async def deliveries(request: web.Request) -> web.Response:
 
 def request_headers(event_id: str, timestamp: int, custom: dict[str, str]) -> list[tuple[str, str]]:
     """The headers an attempt sent, rebuilt with the worker's own ``build_headers``; the
-    signature is not stored (nor are the secrets), so it is shown redacted."""
-    built = build_headers(msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=custom)
+    signature is not stored (nor are the secrets), so it is shown redacted, and custom header
+    values (often the receiver's credentials) are shown masked."""
+    built = build_headers(
+        msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=masked(list(custom))
+    )
     built["webhook-signature"] = SIGNATURE_SHOWN
     return list(built.items())
 
