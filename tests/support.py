@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -42,3 +43,12 @@ async def wait_healthy(base: str, process: subprocess.Popen[bytes], timeout: flo
                 pass
             await asyncio.sleep(0.05)
     raise AssertionError("hookgate serve did not come up")
+
+
+AUDIT_KEY_PREFIX = b"hg:audit"
+
+
+async def data_keys(redis: Any) -> set[bytes]:
+    """Every key but the audit trail's streams: what a refused request must not have written
+    (its refusal is itself an audit entry, when it was a change)."""
+    return {k for k in await redis.keys("*") if not k.startswith(AUDIT_KEY_PREFIX)}

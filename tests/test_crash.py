@@ -106,6 +106,8 @@ def hookgate_env(redis_url: str, **overrides: str) -> dict[str, str]:
         "HOOKGATE_DELIVERY_TIMEOUT": f"{DELIVERY_TIMEOUT}s",
         "HOOKGATE_WORKER_POLL_DELAY": "20ms",
         "HOOKGATE_WORKER_CONCURRENCY": "100",
+        # Some tests give an endpoint a cap above the worker's concurrency (300).
+        "HOOKGATE_MAX_IN_FLIGHT": "300",
         "HOOKGATE_SWEEP_INTERVAL": "1s",
         "HOOKGATE_LOG_FORMAT": "json",
         **overrides,

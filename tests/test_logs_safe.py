@@ -371,3 +371,31 @@ async def test_a_client_hanging_up_mid_body_is_an_abort_not_an_error(
     [aborted] = [e for e in assert_safe(log) if e["event"] == "hookgate.api.client_aborted"]
     assert aborted["level"] == "info" and aborted["path"] == path
     assert "exception" not in aborted
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (None, None),
+        ("HTTP 503", "HTTP 503"),
+        ("timeout after 15s", "timeout"),
+        (
+            "connection failed: [Errno 111] Connect call failed ('10.1.2.3', 8443)",
+            "connection failed",
+        ),
+        ("blocked_destination: secret-host.example is loopback", "blocked_destination"),
+        (
+            "ClientConnectorError: Cannot connect to host secret-host.example:443 ssl:default",
+            "ClientConnectorError",
+        ),
+        ("ValueError: " + CARD * 10, "ValueError"),
+    ],
+)
+def test_a_delivery_line_names_the_kind_of_error_never_its_text(
+    error: str | None, kind: str | None
+) -> None:
+    """The worker's per-attempt line: an attempt's error text can name the endpoint's host or
+    quote the receiver; the line keeps its kind (the attempt record keeps the text)."""
+    from worker.http import error_kind
+
+    assert error_kind(error) == kind

@@ -20,11 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.core.targets import (
+    TargetRules,
     check_literal_url_host,
     check_url,
     is_blocked,
     parse_allowed_networks,
 )
+from worker import http as worker_http
 from worker.ssrf import (
     BlockedDestination,
     GuardedConnector,
@@ -400,6 +402,44 @@ async def test_refuses_legacy_ipv4_name(loopback: Loopback) -> None:
     # Not an IP literal to aiohttp, so it goes to getaddrinfo, which reads it as 127.0.0.1.
     blocked = await _refused(make_guarded_connector(), f"http://0x7f.1:{loopback.port}/")
     assert "127.0.0.1 is loopback" in blocked.reason
+    assert loopback.hits == 0
+
+
+# Spellings the worker's client (yarl, then getaddrinfo) reads as loopback.
+SPELLED_LOOPBACK = [
+    "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # full-width digits
+    "127\u30020\u30020\u30021",  # ideographic full stops
+    "127\uff0e0\uff0e0\uff0e1",  # full-width full stops
+    "127\uff610\uff610\uff611",  # half-width ideographic full stops
+    "\uff10\uff58\uff17\uff46.\uff11",  # full-width 0x7f.1
+    "\uff10\uff58\uff17\uff46\uff0e\uff10\uff0e\uff10\uff0e\uff11",  # 0x7f.0.0.1, all full-width
+    "\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",  # full-width localhost
+]
+
+
+@pytest.mark.parametrize("host", SPELLED_LOOPBACK)
+async def test_spelled_loopback_reaches_loopback_and_every_check_refuses_it(
+    loopback: Loopback, host: str
+) -> None:
+    url = f"http://{host}:{loopback.port}/"
+    # Unguarded, the client really connects to loopback: the checks judge what it reaches.
+    assert await _get(make_guarded_connector(allow_private=True), url) == "ok"
+    assert loopback.hits == 1
+    assert check_url(url) is not None  # the worker's pre-flight, as at creation
+    rules = TargetRules(https_only=False)
+    async with worker_http.make_session(1, rules) as session:
+        result = await worker_http.post(session, url, b"{}", {}, limit_s=5, rules=rules)
+    assert result.error is not None and result.error.startswith(worker_http.BLOCKED)
+    await _refused(make_guarded_connector(), url)  # and the connector, without the pre-flight
+    assert loopback.hits == 1
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1", "127.0.0.1."])
+async def test_client_cannot_reach_all_digit_legacy_ipv4(loopback: Loopback, host: str) -> None:
+    """aiohttp refuses these itself, even unguarded: why creation refuses them even when the
+    address is public (``spelling_problem``). If aiohttp starts to connect, revisit that."""
+    with pytest.raises(aiohttp.InvalidUrlClientError):
+        await _get(make_guarded_connector(allow_private=True), f"http://{host}:{loopback.port}/")
     assert loopback.hits == 0
 
 

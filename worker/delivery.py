@@ -141,7 +141,7 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
         **about,
         status_code=result.status,
         latency_ms=done.record["latency_ms"],
-        error=result.error,
+        error=http.error_kind(result.error),
         next_in_s=round(decision.delay, 3) if decision.outcome == "retry" else None,
         state=state,
     )

@@ -59,6 +59,18 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return bytes(buf)
 
 
+def error_kind(error: str | None) -> str | None:
+    """What a log line may say of an attempt's error: its kind (``HTTP 503``, ``timeout``,
+    ``connection failed``, ``blocked``, an exception class), never the text after it, which
+    can name the endpoint's host or quote what the client library read from the receiver.
+    The attempt record keeps the whole text for the endpoint's owner."""
+    if error is None or error.startswith("HTTP "):
+        return error
+    if error.startswith("timeout after "):
+        return "timeout"
+    return error.split(":", 1)[0][:64]
+
+
 async def post(
     session: aiohttp.ClientSession,
     url: str,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from standardwebhooks import Webhook
 
 from gateway import __version__
+from gateway.core.headers import reserved
 
 USER_AGENT = f"hookgate/{__version__}"
 
@@ -34,8 +35,12 @@ def build_headers(
     secrets: Sequence[str],
     custom: Mapping[str, str],
 ) -> dict[str, str]:
-    """The endpoint's custom headers, then hookgate's own (which always win)."""
-    headers = dict(custom)
+    """The endpoint's custom headers, then hookgate's own (which always win).
+
+    A custom header that is, or reaches receivers as, a reserved one is left out: the API
+    refuses such names, but an endpoint stored before it did may still hold one (sent beside
+    hookgate's own, in another letter case, it would be a second ``webhook-id``)."""
+    headers = {name: value for name, value in custom.items() if not reserved(name)}
     headers.update(
         {
             "webhook-id": msg_id,

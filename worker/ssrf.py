@@ -2,7 +2,8 @@
 
 Three layers, all driven by ``gateway.core.targets.is_blocked`` (the policy itself):
 
-* ``check_url`` rejects IP-literal and ``localhost`` URLs before any I/O;
+* ``check_url`` rejects IP-literal and ``localhost`` URLs before any I/O, in every spelling
+  (full-width, percent-encoded, legacy IPv4: ``normalise_host``), as creation does;
 * ``GuardedResolver`` drops blocked addresses from DNS answers (a name that resolves only
   to blocked addresses fails as a DNS error, and nothing blocked enters aiohttp's DNS cache);
 * ``GuardedConnector`` checks the addresses it is about to connect to, after DNS, and the

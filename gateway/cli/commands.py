@@ -344,7 +344,12 @@ def endpoints_ls(api: ApiClient, business_id: str | None, as_json: bool) -> None
 @click.option("--business", "business_id", required=True)
 @click.option("--type", "event_types", multiple=True, help="Event type or family.* (repeat).")
 @click.option("--description", default=None)
-@click.option("--header", "headers", multiple=True, help="Name=value sent on every delivery.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Name=value sent on every delivery (repeat); values are stored encrypted.",
+)
 @click.option("--max-in-flight", type=click.IntRange(1, 1000), default=None)
 @api_options
 def endpoints_create(
@@ -366,6 +371,10 @@ def endpoints_create(
         pairs = [h.partition("=") for h in headers]
         if any(not sep or not name for name, sep, _ in pairs):
             raise click.BadParameter("use Name=value", param_hint="'--header'")
+        names = [name for name, _, _ in pairs]
+        if len(set(names)) < len(names):  # the API judges the rest; a dict would drop one
+            twice = next(n for n in names if names.count(n) > 1)
+            raise click.BadParameter(f"{twice} is given twice", param_hint="'--header'")
         body["headers"] = {name: value for name, _, value in pairs}
     if max_in_flight is not None:
         body["max_in_flight"] = max_in_flight

@@ -6,7 +6,10 @@ HookgateError
     │                      {"error": {"code", "message", "details"?}} (``gateway/web/errors.py``)
     ├── ValidationFailed   a field is missing, of the wrong type or not allowed
     ├── NotFound           no such id
-    ├── Conflict           the state forbids it now (a running replay, a disabled endpoint)
+    ├── Conflict           the state forbids it now (a running replay, a disabled endpoint,
+    │                      a business with as many endpoints as it may have)
+    ├── LimitExceeded      the request asks for more than a configured bound allows (the
+    │                      deliveries one batch may create); a smaller request may pass
     └── StoreUnavailable   the store cannot make a write safe now; retry later
 """
 
@@ -55,6 +58,10 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class LimitExceeded(DomainError):
+    code = "limit_exceeded"
 
 
 class StoreUnavailable(DomainError):

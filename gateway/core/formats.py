@@ -25,7 +25,12 @@ FAMILY = whole(_FAMILY)  # payment.*
 SUBSCRIPTION = whole(f"({_EVENT_TYPE}|{_FAMILY})")  # what an endpoint subscribes to: either
 IDEMPOTENCY_KEY = whole(r"[\x21-\x7e]{1,255}")
 HEADER_NAME = whole(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")  # an RFC 9110 token
-HEADER_VALUE = whole(r"[^\r\n\x00]*")
+# An RFC 9110 field-value as aiohttp's client sends it unchanged: visible ASCII, with spaces and
+# tabs only between visible characters. aiohttp writes a value as UTF-8 (so obs-text, 0x80-0xff,
+# would reach the receiver as other bytes than were stored, and a lone surrogate not at all)
+# and refuses control characters; receivers strip leading and trailing whitespace. The form
+# leaves one way to match each value, so matching is linear.
+HEADER_VALUE = whole(r"([\x21-\x7e]+([\t ]+[\x21-\x7e]+)*)?")
 KEY_NAME = whole(r"[^\x00-\x1f\x7f]{1,100}")  # an API key's name: no control characters
 # RFC 3339's date-time (section 5.6). datetime.fromisoformat takes more (ISO 8601's week dates,
 # basic format, no seconds, …) that receivers' RFC 3339 parsers would refuse.
@@ -51,7 +56,7 @@ WORDS = {
     SUBSCRIPTION: "an event type or a family pattern like payment.*",
     IDEMPOTENCY_KEY: "1-255 visible ASCII characters",
     HEADER_NAME: "a header name: 1-128 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~",
-    HEADER_VALUE: "a string without line breaks",
+    HEADER_VALUE: "printable ASCII; spaces and tabs only between visible characters",
     KEY_NAME: "1-100 characters, no control characters",
     **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
 }

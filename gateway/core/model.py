@@ -33,6 +33,9 @@ class PreparedEvent:
     idempotency_key: str | None
     fingerprint: str
     only_endpoint: str = ""  # deliver to this endpoint alone (test events)
+    # The delivered body, when it is encoded already (``store.encoded``: a large batch encodes
+    # each event as soon as it is checked and drops its parsed data); empty: the store encodes.
+    body: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)

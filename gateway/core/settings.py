@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -22,6 +23,15 @@ SECRET_VARIABLES = frozenset(
     {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN", "HOOKGATE_REDIS_URL"}
 )
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
+# The most attempts one endpoint may hold open, whatever HOOKGATE_MAX_IN_FLIGHT says (the API
+# schema's bound on ``max_in_flight`` too).
+IN_FLIGHT_CEILING = 1000
+MB = 1024 * 1024
+# HOOKGATE_MAX_BODY_BYTES_IN_FLIGHT's floor: one batch body of the largest size (16 MB, the
+# API's ``BATCH_BODY_LIMIT``), or no batch could ever be read.
+MIN_BODY_BYTES_IN_FLIGHT = 16 * MB
+_SIZE_RE = re.compile(r"([0-9]{1,15})\s*(|B|KB|MB|GB)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": MB, "GB": 1024 * MB}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +89,16 @@ class Settings:
     worker_heartbeat: str = dataclasses.field(
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "hookgate-worker.heartbeat")
     )
+    # Fan-out bounds: endpoints one business may have (businesses already above it keep theirs
+    # but cannot add more), deliveries one request may create (a batch's items past it are
+    # refused), and attempts one endpoint may hold open (a larger stored max_in_flight, from
+    # before the bound, is clamped by the worker).
+    max_endpoints_per_business: int = 50
+    max_deliveries_per_request: int = 10_000
+    max_in_flight: int = 100
+    # Bytes of large request bodies (over 256 KB: batches) read and handled at once; a request
+    # the rest cannot cover is refused (503 busy) before its body is read.
+    max_body_bytes_in_flight: int = 64 * MB
 
     @property
     def targets(self) -> TargetRules:
@@ -188,6 +208,30 @@ class Settings:
         )
         read("HOOKGATE_METRICS_TOKEN", "metrics_token", _token, "at least 16 visible characters")
         read("HOOKGATE_REQUEST_TIMEOUT", "request_timeout", _positive, "a duration such as 30s")
+        read(
+            "HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS",
+            "max_endpoints_per_business",
+            _whole(1, 10_000),
+            "a whole number 1-10000",
+        )
+        read(
+            "HOOKGATE_MAX_DELIVERIES_PER_REQUEST",
+            "max_deliveries_per_request",
+            _whole(1, 1_000_000),
+            "a whole number 1-1000000",
+        )
+        read(
+            "HOOKGATE_MAX_IN_FLIGHT",
+            "max_in_flight",
+            _whole(1, IN_FLIGHT_CEILING),
+            f"a whole number 1-{IN_FLIGHT_CEILING}",
+        )
+        read(
+            "HOOKGATE_MAX_BODY_BYTES_IN_FLIGHT",
+            "max_body_bytes_in_flight",
+            parse_body_budget,
+            f"a size such as 64MB, at least {MIN_BODY_BYTES_IN_FLIGHT // MB}MB",
+        )
         settings = cls(**values)
         if require_token and not settings.admin_token:
             raise ConfigError(
@@ -280,6 +324,32 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError("out of range")
+        return value
+
+    return parse
+
+
+def parse_size(text: str) -> int:
+    """``"64MB"`` → 67108864: a whole number of bytes, or of ``KB``, ``MB`` or ``GB`` (1024-based,
+    as the limits are written: a 256 KB event, a 16 MB batch)."""
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("not a size")
+    return int(match[1]) * _SIZE_UNITS[match[2].upper()]
+
+
+def parse_body_budget(text: str) -> int:
+    value = parse_size(text)
+    if value < MIN_BODY_BYTES_IN_FLIGHT:
+        raise ValueError("smaller than one batch")
     return value
 
 

@@ -1,9 +1,10 @@
 """Which network addresses hookgate may deliver to: the address policy, pure and without I/O.
 
-``is_blocked`` is the whole policy; ``check_literal_url_host`` / ``check_url`` apply it to URL
-hosts that need no DNS (IP literals in every legacy spelling, ``localhost``) when an endpoint is
-created, and ``check_address`` to the addresses the worker's guarded connector is about to
-connect to (``worker/ssrf.py``), after DNS.
+``is_blocked`` is the whole policy; ``check_host`` / ``check_url`` apply it to URL hosts that
+need no DNS (IP literals in every legacy spelling, ``localhost``) when an endpoint is created and
+before each attempt, after ``normalise_host`` has read the host as clients do (percent-escapes,
+UTS #46 / IDNA, full-width digits and dots); ``check_address`` applies it to the addresses the
+worker's guarded connector is about to connect to (``worker/ssrf.py``), after DNS.
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-import socket
+import unicodedata
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Final
+from urllib.parse import unquote
 
+import idna
 from yarl import URL
 
 __all__ = [
+    "HostInvalid",
     "IPAddress",
     "IPNetwork",
     "TargetRules",
     "check_address",
+    "check_host",
     "check_literal_url_host",
     "check_url",
+    "client_host",
     "is_blocked",
+    "normalise_host",
     "parse_allowed_networks",
+    "parse_ipv4",
+    "spelling_problem",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -178,50 +187,275 @@ def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-# The shapes glibc's inet_aton accepts: 1-4 dot-separated parts, each decimal, octal (0…) or
-# hex (0x…). Matched before calling inet_aton because inet_aton also accepts trailing junk
-# after whitespace ("1.2.3.4 anything").
-_LEGACY_PART: Final = r"(?:0[xX][0-9a-fA-F]*|[0-9]+)"
-_LEGACY_V4: Final = re.compile(rf"{_LEGACY_PART}(?:\.{_LEGACY_PART}){{0,3}}")
+# -- URL hosts -----------------------------------------------------------------------------------
+#
+# A host is judged by what the clients that might use it reach, so that no spelling means one
+# thing to the check and another to a connection. The worker's client (aiohttp) takes its host
+# from yarl, which lower-cases an ASCII host and maps a non-ASCII one with UTS #46 + IDNA 2008
+# (the ``idna`` package; IDNA 2003 as fallback), refusing invisible code points; aiohttp then
+# hands any host that is not a plain IP literal to getaddrinfo, which reads every inet_aton
+# spelling of IPv4 (``0x7f.1``, ``2130706433``). Browsers (WHATWG URL) percent-decode the host,
+# map it with UTS #46 (which deletes soft hyphens, zero-width spaces, …), then read a host whose
+# last label is a number as IPv4 in those same spellings. IDNA 2003 clients (Python's
+# http.client) also delete the zero-width joiners.
+#
+# ``normalise_host`` is the most lenient of those readings, so ``check_host`` refuses a host if
+# any client would reach a blocked address or a localhost name; ``spelling_problem`` and
+# ``client_host`` then let creation refuse the spellings the readings disagree on, so what is
+# stored is read the same way by the check, the worker's pre-flight and its client.
+
+
+class HostInvalid(ValueError):
+    """A URL host that reads as no host at all; the message never repeats the host."""
+
+
+# Code points some IDNA reading deletes: Unicode's Default_Ignorable code points (soft hyphen,
+# zero-width space and joiners, bidi controls, variation selectors, …; UTS #46 ignores most)
+# and RFC 3454 table B.1 (IDNA 2003 maps them to nothing). The set yarl refuses.
+_IGNORABLE: Final = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u1806\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+# What is left of these after that is never part of a host name.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs"})
+
+# An ASCII DNS label as clients send it: letters, digits, hyphen, underscore (SRV-style names
+# and some hosting providers use it); 1-63 characters. Anything else (``!``, ``*``, ``\``, a
+# ``%`` left after decoding) no resolver finds, and WHATWG refuses several of them.
+_LABEL: Final = re.compile(r"[a-z0-9_-]{1,63}")
+_MAX_NAME: Final = 253
+# WHATWG's "ends in a number": such a host is an IPv4 address or nothing.
+_NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_IPV4_DIGITS: Final = {
+    8: frozenset("01234567"),
+    10: frozenset("0123456789"),
+    16: frozenset("0123456789abcdefABCDEF"),
+}
+# An RFC 6874 zone id: unreserved characters only.
+_ZONE_ID: Final = re.compile(r"[A-Za-z0-9._~-]+")
+
 _LOOPBACK_ADDRESSES: Final = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
+# Names that reach this machine without DNS: RFC 6761's localhost (and every name under it),
+# and the loopback names of the usual /etc/hosts (Debian, Red Hat).
+_LOOPBACK_NAMES: Final = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "localhost6",
+        "localhost6.localdomain6",
+        "ip6-localhost",
+        "ip6-loopback",
+    }
+)
 
 
-def _parse_host_address(host: str) -> IPAddress | None:
-    """The address an IP-literal URL host denotes, including legacy IPv4 forms; else None."""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if "%" in host:  # IPv6 zone id (``fe80::1%eth0``, or ``%25eth0`` still URL-encoded)
-        host = host.split("%", 1)[0]
-    if host.endswith(".") and not host.endswith(".."):
-        host = host[:-1]
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if _LEGACY_V4.fullmatch(host):
-        try:
-            return IPv4Address(socket.inet_aton(host))
-        except OSError:
+def _ipv4_number(part: str) -> int | None:
+    """One part of a legacy IPv4 spelling: decimal, octal (``0…``) or hex (``0x…``)."""
+    base = 10
+    if part[:2] in ("0x", "0X"):
+        base, part = 16, part[2:]
+        if not part:
+            return 0  # WHATWG reads a bare "0x" as 0
+    elif len(part) > 1 and part.startswith("0"):
+        base, part = 8, part[1:]
+    # The digit check also keeps out what int() would take: "_", signs, spaces, non-ASCII.
+    if not part or not _IPV4_DIGITS[base].issuperset(part):
+        return None
+    return int(part, base)
+
+
+def parse_ipv4(text: str) -> IPv4Address | None:
+    """The IPv4 address ``text`` spells in any legacy form (WHATWG's IPv4 parser), else None.
+
+    1-4 dot-separated parts, each decimal, octal or hex, the last filling the remaining bytes:
+    ``127.1``, ``0x7f.1``, ``2130706433`` and ``0177.0.0.1`` are all 127.0.0.1. These are the
+    shapes glibc's inet_aton (so getaddrinfo) reads too; WHATWG adds a bare ``0x``.
+    """
+    parts = text.split(".")
+    if len(parts) > 4:
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        number = _ipv4_number(part)
+        if number is None:
             return None
+        numbers.append(number)
+    *leading, last = numbers
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for i, number in enumerate(leading):
+        value += number << (8 * (3 - i))
+    return IPv4Address(value)
+
+
+def _normalise_ip_literal(inner: str) -> str:
+    """``[inner]``: an IPv6 address with an optional zone id, as ``[compressed%25zone]``."""
+    # yarl's rule for the zone separator: the URL-encoded ``%25`` if present, else a bare ``%``.
+    address_text, sep, zone = inner.partition("%25" if "%25" in inner else "%")
+    if sep and not _ZONE_ID.fullmatch(zone):
+        raise HostInvalid("has an invalid IPv6 zone id")
+    # yarl maps a non-ASCII address (full-width digits) before parsing it; so does this, so
+    # that the address is judged (``spelling_problem`` refuses the spelling anyway).
+    address_text = unicodedata.normalize("NFKC", address_text)
+    try:
+        address = IPv6Address(address_text)
+    except ValueError:
+        raise HostInvalid("has brackets but no valid IPv6 address in them") from None
+    return f"[{address.compressed}%25{zone}]" if sep else f"[{address.compressed}]"
+
+
+def _normalise_ascii_name(name: str) -> str:
+    """A lower-case ASCII host: dotted-quad IPv4 if it ends in a number, else a checked name."""
+    bare = name[:-1] if name.endswith(".") else name
+    if not bare:
+        raise HostInvalid("is empty")
+    labels = bare.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        address = parse_ipv4(bare)
+        if address is None:
+            raise HostInvalid("ends in a number but is not an IPv4 address")
+        return str(address)
+    if len(bare) > _MAX_NAME:
+        raise HostInvalid(f"is longer than {_MAX_NAME} characters")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise HostInvalid("must be dot-separated labels of 1-63 letters, digits, '-' or '_'")
+        if label.startswith("xn--"):
+            # WHATWG decodes and re-checks punycode labels; one that does not decode to a
+            # valid IDNA 2008 label (``xn--localhost-``, ``xn--``) is refused.
+            try:
+                idna.decode(label)
+            except UnicodeError:
+                raise HostInvalid("has a punycode (xn--) label that is not valid IDNA") from None
+    return name
+
+
+def normalise_host(host: str) -> str:
+    """The ASCII host a URL host spelling reaches, read as leniently as any client; raises
+    HostInvalid when it reaches no host.
+
+    ``host`` is the host as written in a URL (brackets included, any case, Unicode,
+    percent-escapes). Percent-escapes are decoded (browsers do), then code points some IDNA
+    reading deletes (soft hyphen, zero-width space, the joiners, …) are deleted, then the host
+    is mapped with UTS #46 and checked as IDNA 2008 (full-width and circled letters and
+    digits, ideographic full stops, upper case all map to plain ASCII). The answer: an IPv6
+    literal as ``[compressed]`` (zone id as ``%25zone``); a host whose last label is a number
+    as the dotted-quad IPv4 address it spells (``0x7f.1`` → ``127.0.0.1``); otherwise a name in
+    A-labels (``bücher.example`` → ``xn--bcher-kva.example``), keeping a trailing dot.
+    """
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")):
+            raise HostInvalid("has unbalanced brackets")
+        return _normalise_ip_literal(host[1:-1])
+    if ":" in host:  # a bare IPv6 address, as yarl's ``raw_host`` gives it
+        try:
+            return _normalise_ip_literal(host)
+        except HostInvalid:
+            raise HostInvalid("contains ':' but is no bracketed IPv6 address") from None
+    if "%" in host:
+        try:
+            host = unquote(host, errors="strict")
+        except UnicodeDecodeError:
+            raise HostInvalid("percent-decodes to something that is not UTF-8") from None
+    host = _IGNORABLE.sub("", host)
+    if not host:
+        raise HostInvalid("is empty")
+    if any(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in host):
+        raise HostInvalid("contains a control, format or space character")
+    return _normalise_ascii_name(_mapped(host))
+
+
+def _mapped(host: str) -> str:
+    """A name host mapped to ASCII as yarl maps it: lower case, or UTS #46 + IDNA 2008."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:
+        raise HostInvalid("is not a valid internationalised domain name (IDNA)") from None
+
+
+def spelling_problem(host: str) -> str | None:
+    """Why a host that normalises is still spelled in a way clients read differently, or None.
+
+    yarl (the worker's client) leaves percent-escapes in a host, refuses invisible code points
+    and mangles a non-ASCII IPv6 literal, where browsers decode, delete or refuse them; and
+    aiohttp refuses an all-digit IPv4 address that is not a plain dotted quad (``2130706433``,
+    ``127.1``) but hands the hex forms (``0x7f.1``) to the resolver, where glibc reads them and
+    other resolvers may not. ``host`` must normalise (``normalise_host``).
+    """
+    bracketed = host.startswith("[")
+    if "%" in host and not bracketed:
+        return "must not be percent-encoded"
+    if _IGNORABLE.search(host):
+        return "must not contain invisible characters (soft hyphens, zero-width spaces, …)"
+    if bracketed and not host.isascii():
+        return "must write an IPv6 address in ASCII"
+    if not bracketed and ":" not in host:
+        normal = normalise_host(host)
+        if _is_ipv4(normal) and _mapped(host) != normal:
+            return "must write an IPv4 address as four decimal numbers (a.b.c.d)"
     return None
 
 
-def check_literal_url_host(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
-    """Why a URL host that needs no DNS is refused, or None (names are judged at connect).
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
-    Handles ``[::1]``, zone ids, legacy IPv4 spellings (``2130706433``, ``0x7f.1``,
-    ``127.1``) as the address they denote, and ``localhost`` / ``*.localhost`` names, which
-    count as loopback (allowed only when ``allowed`` covers 127.0.0.1 or ::1).
-    """
-    address = _parse_host_address(host)
-    if address is not None:
-        return is_blocked(address, allowed)
-    name = host.rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+
+def _refusal_of_normalised(host: str, allowed: Sequence[IPNetwork]) -> str | None:
+    if host.startswith("["):
+        return is_blocked(IPv6Address(host[1:-1].split("%", 1)[0]), allowed)
+    name = host[:-1] if host.endswith(".") else host
+    try:
+        return is_blocked(IPv4Address(name), allowed)
+    except ValueError:
+        pass
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
         if any(is_blocked(loopback, allowed) is None for loopback in _LOOPBACK_ADDRESSES):
             return None
         return "localhost"
     return None
+
+
+def check_host(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
+    """Why a URL host is refused without DNS, or None; raises HostInvalid (``normalise_host``).
+
+    The normalised host is judged: an IP address in any spelling by ``is_blocked``;
+    ``localhost``, ``*.localhost`` and the /etc/hosts loopback names as loopback (allowed only
+    when ``allowed`` covers 127.0.0.1 or ::1). Every other name is left to the connector,
+    after DNS.
+    """
+    return _refusal_of_normalised(normalise_host(host), allowed)
+
+
+def check_literal_url_host(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
+    """``check_host`` that never raises: a host that does not normalise is refused (fail
+    closed), with the reason ``"not a valid host"``."""
+    try:
+        return check_host(host, allowed)
+    except HostInvalid:
+        return "not a valid host"
+
+
+def client_host(url: str) -> str:
+    """The normalised host the worker's HTTP client (aiohttp, through yarl) reads in ``url``.
+
+    Raises HostInvalid when yarl refuses the URL or its host does not normalise. Creation
+    compares it with the host it judged, so the two readings cannot differ.
+    """
+    try:
+        host = URL(url).raw_host
+    except (ValueError, TypeError):
+        raise HostInvalid("is not one the HTTP client can read") from None
+    if not host:
+        raise HostInvalid("is empty")
+    return normalise_host(host)
 
 
 def check_url(
@@ -229,12 +463,17 @@ def check_url(
 ) -> str | None:
     """Pre-flight check of an endpoint URL, no I/O: the reason it is refused, or None.
 
-    Only IP literals and localhost names can be judged here; a None does not make a URL safe,
-    the connector still checks every address it connects to.
+    The host yarl reads is normalised and judged exactly as at creation (``check_host``); one
+    that does not normalise, or a URL yarl cannot parse, is refused. Only IP literals and
+    localhost names can be judged here; a None does not make a URL safe, the connector still
+    checks every address it connects to.
     """
     if allow_private:
         return None
-    host = URL(url).raw_host if isinstance(url, str) else url.raw_host
+    try:
+        host = URL(url).raw_host if isinstance(url, str) else url.raw_host
+    except ValueError:
+        return "not a valid URL"
     if host is None:
         return None
     return check_literal_url_host(host, allowed)

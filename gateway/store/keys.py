@@ -54,7 +54,17 @@ def event_body(event_id: str) -> str:
     return f"{PREFIX}evt:{event_id}:body"
 
 
-def idempotency(key: str) -> str:
+def idempotency(business_id: str, key: str) -> str:
+    """What an Idempotency-Key holds, ``{fingerprint}|{event_id}``, per business: a key is the
+    sender's, so the same key from two businesses names two events (a business id holds no
+    ``|``, so the pair cannot be spelled another way)."""
+    return f"{PREFIX}bidem:{business_id}|{key}"
+
+
+def idempotency_unscoped(key: str) -> str:
+    """Where keys were kept before they were scoped by business; read only, and only while
+    such keys can still be alive (``HOOKGATE_IDEMPOTENCY_TTL`` after an upgrade), so a retry
+    that spans the upgrade is still recognised."""
     return f"{PREFIX}idem:{key}"
 
 

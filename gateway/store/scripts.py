@@ -17,7 +17,7 @@ import functools
 import importlib.resources
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
@@ -46,6 +46,7 @@ SCRIPTS = (
     "replay_batch",
     "replay_start",
     "audit",
+    "create_endpoint",
 )
 # Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
 INGEST_GROUP = 200
@@ -240,6 +241,7 @@ class Scripts:
         self._replay_batch = loaded["replay_batch"]
         self._replay_start = loaded["replay_start"]
         self._audit = loaded["audit"]
+        self._create_endpoint = loaded["create_endpoint"]
 
     def _common(self, now: int) -> list[Any]:
         return [
@@ -342,9 +344,11 @@ class Scripts:
         lease_ms: int,
         busy_defer_ms: int,
         default_cap: int,
+        max_cap: int,
     ) -> list[tuple[str, int | ClaimReply]]:
         """Starts up to ``wanted`` of ``job_ids`` (TAKE_AND_CLAIM): (job id, claim) for each
-        attempt to make now, (job id, queue score) for each job arq runs itself."""
+        attempt to make now, (job id, queue score) for each job arq runs itself. No endpoint
+        holds more than ``max_cap`` attempts open, whatever its own cap says."""
         reply = await self._take_and_claim(
             args=[
                 *self._common(now_ms()),
@@ -353,6 +357,7 @@ class Scripts:
                 lease_ms,
                 busy_defer_ms,
                 default_cap,
+                max_cap,
                 *job_ids,
             ]
         )
@@ -364,6 +369,24 @@ class Scripts:
             else:
                 taken.append((job_id, ClaimReply(*entry[2:])))  # entry[1] is 'go'
         return taken
+
+    async def create_endpoint(
+        self, endpoint_id: str, business_id: str, fields: Mapping[str, Any], *, limit: int
+    ) -> tuple[bool, int]:
+        """Stores an endpoint with ``fields`` unless its business has ``limit`` endpoints or
+        more (CREATE_ENDPOINT): (stored, how many endpoints the business has)."""
+        flat = [part for item in fields.items() for part in item]
+        [(stored, count)] = await self._pipelined(
+            self._create_endpoint,
+            [
+                (
+                    (keys.endpoint(endpoint_id), keys.business_endpoints(business_id)),
+                    [*self._common(now_ms()), endpoint_id, business_id, limit, *flat],
+                )
+            ],
+            replicated=True,
+        )
+        return bool(int(stored)), int(count)
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
         """Records attempts (FINISH_MANY, one call); returns ``ok``, ``stale`` or ``gone``

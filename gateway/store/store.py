@@ -6,6 +6,7 @@ each multi-key state change is one Lua script, called through ``scripts.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -19,17 +20,23 @@ from gateway.core import codec
 from gateway.core.catalog import OPERATIONAL_TYPES
 from gateway.core.clock import iso_ms, now_ms
 from gateway.core.errors import ConfigError, Conflict, DomainError, NotFound, ValidationFailed
+from gateway.core.headers import masked
 from gateway.core.ids import id_time_ms, new_id, new_secret
 from gateway.core.model import Claim, EndpointFields, EventIn, Finished, Ingested, PreparedEvent
 from gateway.core.secretbox import SecretBox, SecretBoxError
 from gateway.core.settings import Settings
-from gateway.store import keys, queue
+from gateway.store import keys, queue, sealed_headers
 from gateway.store.scripts import ClaimReply, NewEvent, Scripts
 
 T = TypeVar("T")
 
 OPENED_CACHE_SIZE = 10_000  # endpoints whose opened secrets a process keeps
 DEFAULT_MAX_IN_FLIGHT = 10  # attempts open at once per endpoint, unless the endpoint says
+# Bodies sent to Redis in one round trip of ``ingest``: a 16 MB batch sent at once is a
+# 16 MB write the event loop makes in one go (copied, and through loopback TCP on its own
+# time), holding every other request for tens of ms; in 2 MB groups each write is short and
+# Redis runs one group while the loop serves others.
+INGEST_ROUND_TRIP_BYTES = 2 * 1024 * 1024
 
 
 def encode_envelope(event: EventIn) -> bytes:
@@ -41,6 +48,14 @@ def encode_envelope(event: EventIn) -> bytes:
         "data": event.data,
     }
     return codec.dumps(envelope)
+
+
+def encoded(item: PreparedEvent) -> PreparedEvent:
+    """``item`` with its body encoded now and its parsed data dropped: what a batch keeps of
+    each event while it checks the next (the data of a thousand events is several times the
+    bytes of their bodies)."""
+    event = dataclasses.replace(item.event, data={})
+    return dataclasses.replace(item, event=event, body=encode_envelope(item.event))
 
 
 def fingerprint(raw: Any) -> str:
@@ -78,36 +93,43 @@ class Store:
             raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
         self.scripts = Scripts(redis, settings)
         self._opened_cache: dict[tuple[str, str | bytes], tuple[tuple[str, int | None], ...]] = {}
+        self._opened_headers: dict[tuple[str, str | bytes], tuple[tuple[str, str], ...]] = {}
 
     # ---- ingest ---------------------------------------------------------------------------
 
     async def ingest(self, items: Sequence[PreparedEvent]) -> list[Ingested | DomainError]:
         """Store events and their deliveries and enqueue first attempts, one atomic step each.
 
-        All items go to Redis in one round trip. When this returns, each ``Ingested`` is
-        written (durable as far as the Redis AOF setting makes it).
+        The items go to Redis in one round trip per ``INGEST_ROUND_TRIP_BYTES`` of bodies (one
+        for all but the largest batches). When this returns, each ``Ingested`` is written
+        (durable as far as the Redis AOF setting makes it); when it raises, the round trips
+        before may have stored their items.
         """
         now = now_ms()
-        ids = [new_id("evt", now) for _ in items]
-        events = []
-        for item, event_id in zip(items, ids, strict=True):
+        ttl_ms = int(self.settings.idempotency_ttl * 1000)
+        ids: list[str] = []
+        replies: list[tuple[str, str]] = []
+        group: list[NewEvent] = []
+        filled = 0
+        for n, item in enumerate(items, 1):
             ev = item.event
-            custom = ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES
-            events.append(
+            ids.append(new_id("evt", now))
+            group.append(
                 NewEvent(
-                    event_id=event_id,
+                    event_id=ids[-1],
                     type=ev.type,
                     business_id=ev.business_id,
-                    body=encode_envelope(ev),
-                    check_type=custom,
+                    body=item.body or encode_envelope(ev),
+                    check_type=ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES,
                     fingerprint=item.fingerprint,
                     only_endpoint=item.only_endpoint,
                     idempotency_key=item.idempotency_key,
                 )
             )
-        replies = await self.scripts.ingest_many(
-            events, now=now, idempotency_ttl_ms=int(self.settings.idempotency_ttl * 1000)
-        )
+            filled += len(group[-1].body)
+            if filled >= INGEST_ROUND_TRIP_BYTES or n == len(items):
+                replies += await self.scripts.ingest_many(group, now=now, idempotency_ttl_ms=ttl_ms)
+                group, filled = [], 0
         results: list[Ingested | DomainError] = []
         for item, event_id, (kind, payload) in zip(items, ids, replies, strict=True):
             results.append(await self._ingest_result(item, event_id, kind, payload))
@@ -172,7 +194,14 @@ class Store:
     # ---- endpoints -------------------------------------------------------------------------
 
     async def create_endpoint(self, fields: EndpointFields) -> tuple[dict[str, Any], str]:
+        """Stores a new endpoint and returns it with its signing secret.
+
+        Refused with ``Conflict`` (``endpoint_limit``) when its business already has
+        ``max_endpoints_per_business`` endpoints (counted and written in one atomic step), and
+        with ``ValidationFailed`` when ``max_in_flight`` is above the configured bound.
+        """
         assert fields.business_id is not None and fields.url is not None
+        self._check_in_flight(fields)
         endpoint_id = new_id("ep")
         secret = new_secret()
         now = now_ms()
@@ -182,8 +211,9 @@ class Store:
             "url": fields.url,
             "types": " ".join(fields.event_types or ()),
             "description": fields.description or "",
-            "headers": json.dumps(fields.headers or {}),
-            "max_in_flight": fields.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+            "headers": sealed_headers.seal(self.box, endpoint_id, fields.headers or {}),
+            "max_in_flight": fields.max_in_flight
+            or min(DEFAULT_MAX_IN_FLIGHT, self.settings.max_in_flight),
             "secrets": json.dumps(
                 [{"secret": self._seal(secret, endpoint_id), "expires_at": None}]
             ),
@@ -191,14 +221,28 @@ class Store:
             "created_at": now,
             "updated_at": now,
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.endpoint(endpoint_id), mapping=mapping)
-            pipe.sadd(keys.business_endpoints(fields.business_id), endpoint_id)
-            pipe.sadd(keys.ENDPOINTS, endpoint_id)
-            pipe.sadd(keys.BUSINESSES, fields.business_id)
-            await pipe.execute()
-        await self.scripts.wait_for_replicas()
-        return await self.get_endpoint(endpoint_id), secret
+        limit = self.settings.max_endpoints_per_business
+        stored, count = await self.scripts.create_endpoint(
+            endpoint_id, fields.business_id, mapping, limit=limit
+        )
+        if not stored:
+            raise Conflict(
+                f"a business may have at most {limit} endpoints "
+                f"(HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS) and this one has {count}; "
+                "delete one first",
+                code="endpoint_limit",
+                details={"limit": limit},
+            )
+        view = await self.get_endpoint(endpoint_id)
+        view["headers"] = dict(fields.headers or {})  # in clear this once, like the secret
+        return view, secret
+
+    def _check_in_flight(self, fields: EndpointFields) -> None:
+        bound = self.settings.max_in_flight
+        if fields.max_in_flight is not None and fields.max_in_flight > bound:
+            raise ValidationFailed(
+                "max_in_flight", f"must be at most {bound} (HOOKGATE_MAX_IN_FLIGHT)"
+            )
 
     def _seal(self, secret: str, endpoint_id: str) -> str:
         return self.box.seal(secret, context=endpoint_id.encode())
@@ -225,6 +269,18 @@ class Store:
                 self._opened_cache.clear()
             self._opened_cache[cache_key] = opened
         return opened
+
+    def _open_headers(self, raw: str | bytes, endpoint_id: str) -> dict[str, str]:
+        """The endpoint's custom headers in clear (either layout, ``sealed_headers``), kept
+        like its opened secrets; raises ``SecretBoxError`` when a value does not open."""
+        cache_key = (endpoint_id, raw)
+        opened = self._opened_headers.get(cache_key)
+        if opened is None:
+            opened = tuple(sealed_headers.open_values(self.box, endpoint_id, raw).items())
+            if len(self._opened_headers) >= OPENED_CACHE_SIZE:
+                self._opened_headers.clear()
+            self._opened_headers[cache_key] = opened
+        return dict(opened)
 
     async def _endpoint_raw(self, endpoint_id: str) -> dict[str, str]:
         raw = decode_hash(await awaited(self.redis.hgetall(keys.endpoint(endpoint_id))))
@@ -272,6 +328,7 @@ class Store:
         return [endpoint_view(decode_hash(r)) for r in raws if r]
 
     async def update_endpoint(self, endpoint_id: str, fields: EndpointFields) -> dict[str, Any]:
+        self._check_in_flight(fields)
         mapping: dict[str, Any] = {"updated_at": now_ms()}
         if fields.url is not None:
             mapping["url"] = fields.url
@@ -280,7 +337,8 @@ class Store:
         if fields.description is not None:
             mapping["description"] = fields.description
         if fields.headers is not None:
-            mapping["headers"] = json.dumps(fields.headers)
+            # A PATCH's headers replace the whole set (validation refuses a masked value).
+            mapping["headers"] = sealed_headers.seal(self.box, endpoint_id, fields.headers)
         if fields.max_in_flight is not None:
             mapping["max_in_flight"] = fields.max_in_flight
         key = keys.endpoint(endpoint_id)
@@ -296,8 +354,15 @@ class Store:
                     raw = decode_hash(await awaited(pipe.hgetall(key)))
                     if not raw:
                         raise NotFound(f"no endpoint {endpoint_id!r}")
+                    mapping = make(raw)
+                    if "headers" not in mapping:
+                        # Headers in clear (stored before values were sealed) or under an
+                        # older key: any write seals them under the newest key.
+                        sealed = sealed_headers.resealed(self.box, endpoint_id, raw.get("headers"))
+                        if sealed is not None:
+                            mapping["headers"] = sealed
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(key, mapping=make(raw))
+                    pipe.hset(key, mapping=mapping)
                     await pipe.execute()
                     await self.scripts.wait_for_replicas()
                     return
@@ -433,6 +498,7 @@ class Store:
             lease_ms=self._lease_ms(),
             busy_defer_ms=busy_defer_ms,
             default_cap=DEFAULT_MAX_IN_FLIGHT,
+            max_cap=self.settings.max_in_flight,
         )
         return [
             (job_id, what if isinstance(what, int) else self._claim_of(what))
@@ -446,12 +512,19 @@ class Store:
             secret_error = None
         except SecretBoxError:
             opened, secret_error = (), "secret_unavailable: HOOKGATE_SECRET_KEY cannot open it"
+        try:
+            headers = self._open_headers(reply.headers, endpoint_id)
+        except (SecretBoxError, ValueError):  # never sent without them: they may be the
+            headers = {}  # receiver's credentials; the attempt fails and is retried
+            secret_error = secret_error or (
+                "headers_unavailable: HOOKGATE_SECRET_KEY cannot open the custom headers"
+            )
         return Claim(
             body=reply.body,
             url=as_str(reply.url),
             secrets=opened,
             secret_error=secret_error,
-            headers=json.loads(reply.headers) if reply.headers else {},
+            headers=headers,
             attempt=int(reply.attempt),
             event_id=as_str(reply.event_id),
             endpoint_id=endpoint_id,
@@ -494,7 +567,7 @@ def event_of(delivery_id: str) -> str:
 
 
 def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
-    """An endpoint as the API shows it: never its secrets."""
+    """An endpoint as the API shows it: never its secrets, nor its custom header values."""
     types = raw.get("types", "")
     return {
         "id": raw["id"],
@@ -502,7 +575,7 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "url": raw["url"],
         "event_types": types.split() if types else None,
         "description": raw.get("description", ""),
-        "headers": json.loads(raw.get("headers") or "{}"),
+        "headers": masked(sealed_headers.names(raw.get("headers"))),
         "max_in_flight": int(raw.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
         "disabled": raw.get("disabled") == "1",
         "disabled_reason": raw.get("disabled_reason") or None,

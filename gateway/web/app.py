@@ -20,9 +20,12 @@ from gateway.store.store import Store
 from gateway.web import api
 from gateway.web.access import Gate
 from gateway.web.audit import audit_middleware
+from gateway.web.budget import BodyBudget, release_bodies
 from gateway.web.context import (
     API_KEYS,
     AUDIT,
+    BATCH_TURN,
+    BODY_BUDGET,
     INGESTER,
     RECOVERY,
     REDIS,
@@ -41,8 +44,9 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     api_keys = ApiKeys(redis, store.scripts)
     gate = Gate(settings.admin_token, api_keys, store)
     app = web.Application(
-        # outermost: the audit trail records what the others answered
-        middlewares=[audit_middleware, api_middleware(gate.admit)],
+        # release_bodies outermost: a request's body bytes are given back however it ends;
+        # then the audit trail, which records what the others answered
+        middlewares=[release_bodies, audit_middleware, api_middleware(gate.admit)],
         client_max_size=BATCH_BODY_LIMIT + 1,
     )
     app[STORE] = store
@@ -56,6 +60,8 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     app[RECOVERY] = Recovery(store)
     app[SETTINGS] = settings
     app[REDIS] = redis
+    app[BODY_BUDGET] = BodyBudget(settings.max_body_bytes_in_flight)
+    app[BATCH_TURN] = asyncio.Lock()
     app.cleanup_ctx.append(_watch_redis)
     app.cleanup_ctx.append(_write_key_uses)
     api.add_routes(app)

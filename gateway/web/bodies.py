@@ -40,7 +40,9 @@ _MISSING = re.compile(r"^Object missing required field `(.*)`$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`$", re.S)
 
 
-def decode(raw: bytes | msgspec.Raw, decoder: msgspec.json.Decoder[T], prefix: str = "") -> T:
+def decode(
+    raw: bytes | bytearray | msgspec.Raw, decoder: msgspec.json.Decoder[T], prefix: str = ""
+) -> T:
     """``raw`` decoded into the decoder's type; raises ``BadRequest`` (400) when it is not
     JSON, else ``ValidationFailed`` (422) naming the first field that does not fit, after
     ``prefix`` (``"events[3]."``)."""
@@ -67,7 +69,7 @@ def convert(value: Any, shape: type[T], prefix: str = "", *, strict: bool = True
         raise refusal(exc, shape, prefix) from None
 
 
-def check_json(raw: bytes | msgspec.Raw) -> None:
+def check_json(raw: bytes | bytearray | msgspec.Raw) -> None:
     """Raises ``BadRequest`` (400) unless ``raw`` is one JSON value msgspec reads exactly."""
     try:
         _ANY.decode(raw)
@@ -77,7 +79,7 @@ def check_json(raw: bytes | msgspec.Raw) -> None:
         raise _too_deep() from None
 
 
-def not_json(raw: bytes | msgspec.Raw, reason: str) -> BadRequest:
+def not_json(raw: bytes | bytearray | msgspec.Raw, reason: str) -> BadRequest:
     """The 400 for a body msgspec refused as JSON, in the json module's words where it has them
     (a line and column; a lone surrogate named as one, where msgspec may say only that the
     input was truncated)."""

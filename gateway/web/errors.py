@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from gateway.core.errors import (
     Conflict,
     DomainError,
+    LimitExceeded,
     NotFound,
     StoreUnavailable,
     ValidationFailed,
@@ -60,6 +61,13 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
+class Busy(DomainError):
+    """The gateway is reading and handling as many large bodies as it may at once
+    (``budget.BodyBudget``); the same request may pass in a moment (503 with Retry-After)."""
+
+    code = "busy"
+
+
 STATUS: dict[type[DomainError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
@@ -69,7 +77,9 @@ STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
+    LimitExceeded: 422,
     StoreUnavailable: 503,
+    Busy: 503,
 }
 
 # Seconds a client should wait before sending a refused write again (a failover takes a few).

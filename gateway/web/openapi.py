@@ -35,7 +35,7 @@ ERRORS = {
     409: "Conflict",
     413: "Body too large (payload_too_large)",
     422: "A field is missing, of the wrong type or not allowed (validation_failed; also "
-    "unknown_event_type, reserved, private_url, insecure_url)",
+    "unknown_event_type, reserved, private_url, insecure_url, duplicate_header)",
     503: "The store is unavailable (store_unavailable); retry",
 }
 
@@ -146,6 +146,8 @@ OPERATIONS = (
         "Create an endpoint; the answer holds its secret, once",
         {201: (S.EndpointWithSecret, "Created")},
         body=S.EndpointIn,
+        conflict="the business has as many endpoints as HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS "
+        "allows (endpoint_limit): delete one first",
     ),
     Operation(
         "get",

@@ -15,7 +15,8 @@ from gateway.core import formats
 from gateway.core.durations import DURATION_PATTERN, parse_time
 from gateway.core.errors import NotFound, ValidationFailed
 from gateway.web import bodies
-from gateway.web.context import SETTINGS
+from gateway.web.budget import SMALL_BODY
+from gateway.web.context import BODY_BUDGET, SETTINGS
 from gateway.web.errors import PayloadTooLarge, RequestTimeout
 
 # The limits are the schemas' (the OpenAPI document states them); the readers here apply them.
@@ -42,31 +43,51 @@ KIND_NAMES = {
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, read as ``read_buffer`` reads it."""
+    return bytes(await read_buffer(request, limit))
+
+
+async def read_buffer(request: web.Request, limit: int) -> bytearray:
     """The request body, refusing more than ``limit`` bytes without reading them all, and
     refusing a client that takes longer than ``HOOKGATE_REQUEST_TIMEOUT`` to send it (a
     slow-body client would otherwise hold its connection and handler for as long as it
-    likes)."""
+    likes). A body over 256 KB is counted against the process's budget of large bodies until
+    the request is over, and refused (``Busy``, 503) when the budget cannot cover it
+    (``budget.py``).
+
+    The body is written into one buffer as it arrives: joined once it is all there, a 16 MB
+    body would be 16 MB of fresh memory copied in one go, holding the event loop for tens of
+    milliseconds."""
     if request.content.is_eof():  # the whole body is already here (most small requests)
-        return await _read_body(request, limit)
+        return await _read(request, limit)
     seconds = request.app[SETTINGS].request_timeout
     try:
         async with asyncio.timeout(seconds):
-            return await _read_body(request, limit)
+            return await _read(request, limit)
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {seconds:g} s") from None
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None:
-        if request.content_length > limit:
+async def _read(request: web.Request, limit: int) -> bytearray:
+    body = bytearray()
+    length = request.content_length
+    if length is not None:
+        if length > limit:
             raise PayloadTooLarge(f"the body is over {limit // 1024} KB")
-        return await request.read()  # a known length within the limit: one read
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > limit:
+        if length > SMALL_BODY:
+            request.app[BODY_BUDGET].reserve(request, length)  # before a byte is read
+        async for chunk in request.content.iter_any():
+            body += chunk
+        return body
+    counted = 0  # chunked: counted as it arrives, all of it once over 256 KB
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
             raise PayloadTooLarge(f"the body is over {limit // 1024} KB")
-    return bytes(data)
+        if len(body) > SMALL_BODY:
+            request.app[BODY_BUDGET].reserve(request, len(body) - counted)
+            counted = len(body)
+    return body
 
 
 async def read_struct(request: web.Request, limit: int, decoder: msgspec.json.Decoder[T]) -> T:

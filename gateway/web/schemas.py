@@ -22,8 +22,10 @@ from gateway.core.audit import ACTOR_FILTER, STREAM_ID, ActionFilter, ActorKind
 from gateway.core.audit import Outcome as AuditOutcome
 from gateway.core.catalog import RESERVED_FAMILY
 from gateway.core.durations import DURATION_PATTERN
+from gateway.core.headers import MASK, RESERVED_HEADERS, RESERVED_PREFIXES
 from gateway.core.limits import MAX_DEPTH
 from gateway.core.scopes import SCOPES, Scope
+from gateway.core.settings import IN_FLIGHT_CEILING
 from worker.retry import Outcome
 
 # ---- limits ------------------------------------------------------------------------------
@@ -41,41 +43,28 @@ MAX_EVENT_TYPES = 100
 MAX_CUSTOM_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 MAX_DESCRIPTION = 1024
-MAX_IN_FLIGHT = 1000
+# The schema states the ceiling; a deployment's own bound (HOOKGATE_MAX_IN_FLIGHT, 100 unless
+# set) is checked where endpoints are written, with a 422 naming it.
+MAX_IN_FLIGHT = IN_FLIGHT_CEILING
 MAX_REASON = 500
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 
-# Headers hookgate sets itself or that would break the request if overridden; so is every
-# ``webhook-*`` header (Standard Webhooks' own).
-RESERVED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "user-agent",
-        "upgrade",
-        "expect",
-        "te",
-        "trailer",
-        "proxy-authorization",
-    }
-)
-RESERVED_HEADER_PREFIX = "webhook-"
+
+def _any_spelling(name: str) -> str:
+    """A pattern for a header name (letters, digits, hyphens) in any letter case and with
+    ``_`` for any ``-``, as ``headers.normal`` compares names: ECMA-262 patterns have no inline
+    ``(?i)``, and ``\\-`` outside a class is an error in their Unicode mode."""
+    return "".join(
+        f"[{c}{c.upper()}]" if c.isalpha() else "[-_]" if c == "-" else c for c in name.lower()
+    )
 
 
-def _any_case(name: str) -> str:
-    """A pattern for a header name (letters and hyphens) in any letter case: ECMA-262 patterns
-    have no inline ``(?i)``, and ``\\-`` outside a class is an error in their Unicode mode."""
-    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in name.lower())
-
-
+# The custom header names that are refused: hookgate's own, the framing and hop-by-hop ones
+# (``gateway.core.headers``), in any spelling that reaches receivers as one of them.
 _RESERVED_HEADER = (
-    f"^((?:{'|'.join(_any_case(h) for h in sorted(RESERVED_HEADERS))})$"
-    f"|{_any_case(RESERVED_HEADER_PREFIX)})"
+    f"^((?:{'|'.join(_any_spelling(h) for h in sorted(RESERVED_HEADERS))})$"
+    f"|{'|'.join(_any_spelling(p) for p in RESERVED_PREFIXES)})"
 )
 _RESERVED_TYPE = f"^{re.escape(RESERVED_FAMILY)}\\."
 # The scheme only: the rest of a URL's rules (a host, no credentials, no #fragment, a valid
@@ -144,18 +133,43 @@ Url = Annotated[
         examples=["https://merchant.example/hooks"],
     ),
 ]
+# A header's name and value rules are stated here for the document only: msgspec would refuse
+# a bad one as "headers" alone, and validation.custom_headers refuses it naming the header
+# (``headers.<Name>``), with the rules JSON Schema cannot state (two names that are one header).
 HeaderName = Annotated[
     str,
-    Meta(pattern=formats.HEADER_NAME, extra_json_schema={"not": {"pattern": _RESERVED_HEADER}}),
+    Meta(
+        extra_json_schema={
+            "pattern": formats.HEADER_NAME,
+            "not": {"pattern": _RESERVED_HEADER},
+        }
+    ),
 ]
-HeaderValue = Annotated[str, Meta(pattern=formats.HEADER_VALUE, max_length=MAX_HEADER_VALUE)]
+# Decoded as any JSON value, so that one of another type is refused naming its header too.
+_HEADER_VALUE = {"type": "string", "pattern": formats.HEADER_VALUE, "maxLength": MAX_HEADER_VALUE}
 Headers = Annotated[
-    dict[HeaderName, HeaderValue],
+    dict[HeaderName, Any],
     Meta(
         max_length=MAX_CUSTOM_HEADERS,
-        description="sent with every delivery; content-type, host, webhook-* and the other "
-        "headers hookgate sets itself cannot be overridden",
-        examples=[{"X-Tenant": "t1"}],
+        extra_json_schema={"additionalProperties": _HEADER_VALUE},
+        description="sent with every delivery, exactly as given. Names are RFC 9110 tokens; "
+        "two names that differ only in letter case or in _ for - are one header (receivers "
+        "read them alike) and are refused, and so is any spelling of content-type, host, "
+        "webhook-*, the framing and hop-by-hop headers and the others hookgate or HTTP sets. "
+        "Values are printable ASCII, spaces and tabs only between visible characters. Values "
+        f'are stored encrypted and shown masked ("{MASK}") after creation; in a PATCH, '
+        "headers replace the whole set ({} removes them all) and a masked value is refused: "
+        "send every value again",
+        examples=[{"X-Tenant": "t1", "Authorization": "Bearer 0123456789abcdef"}],
+    ),
+]
+# What every answer after creation shows: the names, each value masked.
+MaskedHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        description=f'custom header names, each value masked as "{MASK}": values are '
+        "write-only (the POST /v1/endpoints answer shows them once, as given)",
+        examples=[{"X-Tenant": MASK}],
     ),
 ]
 Subscriptions = Annotated[
@@ -171,7 +185,13 @@ Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION)]
 # only 3, and a JSON encoder may write either.
 InFlight = Annotated[
     float,
-    Meta(ge=1, le=MAX_IN_FLIGHT, multiple_of=1, description="attempts open at once (default 10)"),
+    Meta(
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        multiple_of=1,
+        description="attempts open at once (default 10); at most HOOKGATE_MAX_IN_FLIGHT "
+        "(100 unless the gateway sets another bound)",
+    ),
 ]
 TimeSpec = Annotated[
     str,
@@ -562,7 +582,7 @@ class Endpoint(Answer):
     url: str
     event_types: Annotated[list[str] | None, Meta(description="null: every type")]
     description: str
-    headers: dict[str, str]
+    headers: MaskedHeaders
     max_in_flight: int
     disabled: bool
     disabled_reason: str | None

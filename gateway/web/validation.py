@@ -18,14 +18,21 @@ from urllib.parse import urlsplit
 
 from msgspec import UNSET
 
-from gateway.core import formats, model
+from gateway.core import formats, headers, model
 from gateway.core.catalog import EVENT_TYPE_RE, RESERVED_FAMILY, is_pattern
 from gateway.core.clock import now_timestamp
 from gateway.core.durations import parse_time
 from gateway.core.errors import ValidationFailed
 from gateway.core.limits import MAX_DEPTH, depth_over, text_may_nest_over
 from gateway.core.scopes import ADMIN
-from gateway.core.targets import TargetRules, check_literal_url_host
+from gateway.core.targets import (
+    HostInvalid,
+    TargetRules,
+    check_host,
+    client_host,
+    normalise_host,
+    spelling_problem,
+)
 from gateway.web import bodies, schemas
 from gateway.web.requests import LATEST_MS
 from gateway.web.schemas import (
@@ -35,13 +42,12 @@ from gateway.web.schemas import (
     MAX_TIMESTAMP_LENGTH,
     MAX_TYPE_LENGTH,
     MAX_URL_LENGTH,
-    RESERVED_HEADER_PREFIX,
-    RESERVED_HEADERS,
 )
 
 BUSINESS_ID_RE = re.compile(formats.BUSINESS_ID)
 IDEMPOTENCY_KEY_RE = re.compile(formats.IDEMPOTENCY_KEY)
 HEADER_NAME_RE = re.compile(formats.HEADER_NAME)
+HEADER_VALUE_RE = re.compile(formats.HEADER_VALUE)
 DATE_TIME_RE = re.compile(formats.DATE_TIME)
 _RESERVED_PREFIX = RESERVED_FAMILY + "."
 
@@ -118,9 +124,19 @@ def idempotency_key(value: Any, field: str = "Idempotency-Key") -> str:
 
 
 def url(value: Any, rules: TargetRules, field: str = "url") -> str:
-    """An absolute http(s) URL the rules accept: ``http`` only without ``https_only``; an
-    IP-literal or localhost host that is not public only with ``allow_private`` or inside
-    ``allowed_networks``. (Host names are checked again at every connection, after DNS.)"""
+    """An absolute http(s) URL the rules accept, returned as sent.
+
+    ``http`` only without ``https_only``; a port from 1 to 65535; a host that normalises
+    (``targets.normalise_host``: percent-escapes, UTS #46 / IDNA 2008, legacy IPv4 spellings)
+    to the very host the worker's HTTP client reads in the same string; and, unless
+    ``allow_private``, one whose normalised form is no blocked address or localhost name
+    (``targets.check_host``, the worker's pre-flight check too). Host names are checked again
+    at every connection, after DNS.
+
+    The URL is stored as sent, not rewritten: merchants see what they typed, and the checks
+    above make the host judged here, the host the worker's pre-flight judges and the host its
+    client connects to one and the same.
+    """
     if not isinstance(value, str):
         raise ValidationFailed(field, "must be a string")
     if len(value) > MAX_URL_LENGTH:
@@ -129,22 +145,45 @@ def url(value: Any, rules: TargetRules, field: str = "url") -> str:
         raise ValidationFailed(field, "must not contain whitespace or control characters")
     try:
         parts = urlsplit(value)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValidationFailed(field, "is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not host:
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValidationFailed(field, "must be an absolute http:// or https:// URL")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ValidationFailed(field, "must not carry credentials")
     if parts.fragment:
         raise ValidationFailed(field, "must not have a #fragment")
     if rules.https_only and parts.scheme != "https":
         raise ValidationFailed(field, "must use https", code="insecure_url")
+    # The authority by hand: urlsplit drops text after "]" and accepts non-ASCII ports.
+    if parts.netloc.startswith("["):
+        host, bracket, port = parts.netloc.partition("]")
+        host += bracket
+        if port and not port.startswith(":"):
+            raise ValidationFailed(field, "is not a valid URL")
+        port = port[1:]
+    else:
+        host, _, port = parts.netloc.partition(":")
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValidationFailed(field, "must have a port from 1 to 65535")
+    try:
+        normal = normalise_host(host)
+    except HostInvalid as exc:
+        raise ValidationFailed(field, f"host {exc}") from None
     if not rules.allow_private:
-        reason = check_literal_url_host(host, rules.allowed_networks)
+        reason = check_host(normal, rules.allowed_networks)
         if reason is not None:
-            raise ValidationFailed(field, f"points at a {reason} address", code="private_url")
+            how = "" if normal == host.lower() else f" (the host normalises to {normal})"
+            raise ValidationFailed(field, f"points at a {reason} address{how}", code="private_url")
+    problem = spelling_problem(host)
+    if problem is not None:
+        raise ValidationFailed(field, f"host {problem}")
+    try:
+        read = client_host(value)
+    except HostInvalid as exc:
+        raise ValidationFailed(field, f"host {exc}") from None
+    if read != normal:
+        raise ValidationFailed(field, "host is read differently by the HTTP client")
     return value
 
 
@@ -174,26 +213,78 @@ def event_types(value: Any, known: frozenset[str], field: str = "event_types") -
 
 
 def custom_headers(value: Any, field: str = "headers") -> dict[str, str]:
+    """Custom request headers that the worker's HTTP client (aiohttp) sends exactly as given,
+    each failure naming the header (``headers.<Name>``).
+
+    Names are RFC 9110 tokens; a name that reaches receivers as a reserved one, or as a name
+    given before it (``headers.normal``: letter case, ``_`` for ``-``), is refused. Values are
+    RFC 9110 field values that aiohttp writes byte for byte and receivers read unchanged:
+    printable ASCII, spaces and tabs only between visible characters (``header_value``).
+    """
     if not isinstance(value, dict):
         raise ValidationFailed(field, "must be an object of header names to string values")
     if len(value) > MAX_CUSTOM_HEADERS:
         raise ValidationFailed(field, f"must have at most {MAX_CUSTOM_HEADERS} headers")
     out: dict[str, str] = {}
+    seen: dict[str, str] = {}  # each name's normal form: the name it was given as
     for key, val in value.items():
-        name = f"{field}.{key}"
+        if not isinstance(key, str):
+            raise ValidationFailed(field, "header names must be strings")
+        name = _header_field(field, key)
         if not HEADER_NAME_RE.match(key):
-            raise ValidationFailed(name, "is not a valid header name")
-        lowered = key.lower()
-        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIX):
-            raise ValidationFailed(name, "is set by hookgate and cannot be overridden")
-        if not isinstance(val, str) or len(val) > MAX_HEADER_VALUE:
+            raise ValidationFailed(name, "must be " + schemas.WORDS[formats.HEADER_NAME])
+        form = headers.normal(key)
+        if headers.reserved(key):
+            read_as = f" (receivers read it as {form})" if form != key.lower() else ""
             raise ValidationFailed(
-                name, f"must be a string of at most {MAX_HEADER_VALUE} characters"
+                name, f"is set by hookgate or by HTTP itself and cannot be set here{read_as}"
             )
-        if any(c in val for c in "\r\n\x00"):
-            raise ValidationFailed(name, "must not contain line breaks")
-        out[key] = val
+        if form in seen:
+            raise ValidationFailed(
+                name,
+                f"is the same header as {seen[form]} (names are compared ignoring letter case, "
+                "and _ as -): give it once",
+                code="duplicate_header",
+            )
+        seen[form] = key
+        out[key] = header_value(val, name)
     return out
+
+
+def header_value(value: Any, field: str) -> str:
+    """A header value aiohttp sends unchanged and receivers read as stored (``custom_headers``).
+    The messages never quote the value: it may be a credential."""
+    if not isinstance(value, str):
+        raise ValidationFailed(field, "must be a string")
+    if len(value) > MAX_HEADER_VALUE:
+        raise ValidationFailed(field, f"must be at most {MAX_HEADER_VALUE} characters")
+    if HEADER_VALUE_RE.match(value):
+        return value
+    if headers.MASK in value:
+        raise ValidationFailed(
+            field,
+            f'is the mask ("{headers.MASK}") shown in place of a stored value: send the real '
+            "value (headers given in a PATCH replace every header)",
+        )
+    if any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        raise ValidationFailed(
+            field,
+            "must not contain control characters (line breaks, NUL, vertical tab, form feed, "
+            "DEL, …): HTTP cannot send them",
+        )
+    if any(c > "\x7e" for c in value):
+        raise ValidationFailed(
+            field,
+            "must be printable ASCII: the HTTP client sends other characters as UTF-8 bytes, "
+            "which receivers read as other characters",
+        )
+    raise ValidationFailed(field, "must not start or end with a space or tab: receivers strip them")
+
+
+def _header_field(field: str, name: str) -> str:
+    """``headers.<Name>``, a name too long to be valid shortened."""
+    limit = 128  # formats.HEADER_NAME's longest
+    return f"{field}.{name if len(name) <= limit else name[:limit] + '…'}"
 
 
 def endpoint_of(

@@ -1,6 +1,6 @@
 --[[ INGEST_MANY: stores a group of events (a group commit, a batch) in one call; each event
   on its own is as atomic as the call: its body, one delivery per matching endpoint with the
-  first attempt of each on arq's queue, its idempotency key.
+  first attempt of each on arq's queue, its idempotency key (scoped by business).
 
   KEYS[1]     registered event types (hash)
   ARGV[1..5]  the common arguments (scripts.py)
@@ -22,8 +22,14 @@ local function main()
     local check, event_id, etype, business_id, fingerprint, only_ep, idem = string.match(
       ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
     if only_ep == '-' then only_ep = '' end
-    local key = string.sub(idem, 1, 1) == 'k' and key_idempotency(string.sub(idem, 2))
+    local key = string.sub(idem, 1, 1) == 'k' and key_idempotency(business_id, string.sub(idem, 2))
     local prior = key and redis.call('GET', key)
+    if key and not prior then
+      -- a key stored before keys were scoped by business counts only for the same request
+      -- (its fingerprint covers the business): another business's never answers, not even 409
+      local old = redis.call('GET', key_idempotency_unscoped(string.sub(idem, 2)))
+      if old and string.sub(old, 1, #fingerprint + 1) == fingerprint .. '|' then prior = old end
+    end
     if prior then
       out[#out + 1] = 'duplicate'
       out[#out + 1] = prior

@@ -13,7 +13,8 @@
   ARGV[8]     lease of an endpoint slot, ms
   ARGV[9]     busy deferral, ms (the least: spread over 1-3 times this)
   ARGV[10]    in-flight cap of endpoints that set none
-  ARGV[11..]  the job ids arq's poll read
+  ARGV[11]    in-flight cap no endpoint goes above, whatever it set
+  ARGV[12..]  the job ids arq's poll read
   Returns     per started job: {job_id, 'go', claim...} for an attempt, {job_id, score} for a
               job arq runs
 ]]
@@ -22,8 +23,9 @@
 local function main()
   local timeout, wanted = tonumber(ARGV[6]), tonumber(ARGV[7])
   local lease, busy, cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+  local max_cap = tonumber(ARGV[11])
   local out, started = {}, 0
-  for i = 11, #ARGV do
+  for i = 12, #ARGV do
     if started >= wanted then break end
     local id = ARGV[i]
     local score = redis.call('ZSCORE', ARQ_QUEUE, id)
@@ -34,7 +36,7 @@ local function main()
       if did then
         -- spread re-deferrals of a busy endpoint over busy .. 3 * busy ms
         local c = claim_delivery(key_delivery(did), did, id, lease,
-                                 busy + (i * 97 + NOW) % (2 * busy), cap)
+                                 busy + (i * 97 + NOW) % (2 * busy), cap, max_cap)
         if c[1] == 'go' then
           redis.call('SET', ARQ_IN_PROGRESS_KEY .. id, '1', 'PX', timeout)
           started = started + 1

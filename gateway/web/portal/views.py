@@ -15,7 +15,8 @@ from aiohttp import web
 
 from gateway.core.audit import ACTION_FILTERS, ACTOR_FILTER, parse_stream_id
 from gateway.core.clock import iso_ms
-from gateway.core.errors import NotFound, ValidationFailed
+from gateway.core.errors import Conflict, NotFound, ValidationFailed
+from gateway.core.headers import masked
 from gateway.store.audit import AuditFilter
 from gateway.store.recovery import STATUSES, DeliveryFilter
 from gateway.web import audit, validation
@@ -47,41 +48,64 @@ SIGNATURE_SHOWN = "v1,…"  # the signature is not stored: it is shown redacted
 # ---- scoped reads: another business's objects do not exist for a merchant ---------------
 
 
+def _missing(kind: str, value: str) -> NotFound:
+    """The one answer for an id a merchant may not see, whether it is unknown, of another
+    business, or gone: byte for byte the same apart from the id the caller sent."""
+    return NotFound(f"There is no {KIND_NAMES[kind]} {value!r}.")
+
+
 def _check_id(value: str, kind: str) -> str:
     if not ID_RES[kind].match(value):
-        raise NotFound(f"There is no {KIND_NAMES[kind]} {value!r}.")
+        raise _missing(kind, value)
     return value
 
 
 async def _endpoint(request: web.Request, endpoint_id: str) -> dict[str, Any]:
     _check_id(endpoint_id, "ep")
-    endpoint = await request.app[STORE].get_endpoint(endpoint_id)
+    try:
+        endpoint = await request.app[STORE].get_endpoint(endpoint_id)
+    except NotFound:
+        raise _missing("ep", endpoint_id) from None
     if not session_of(request).allows(endpoint["business_id"]):
-        raise NotFound(f"There is no endpoint {endpoint_id!r}.")
+        raise _missing("ep", endpoint_id)
     return endpoint
 
 
 async def _delivery(request: web.Request, delivery_id: str) -> dict[str, Any]:
     _check_id(delivery_id, "dlv")
-    delivery = await request.app[STORE].get_delivery(delivery_id)
+    try:
+        delivery = await request.app[STORE].get_delivery(delivery_id)
+    except NotFound:
+        raise _missing("dlv", delivery_id) from None
     if not session_of(request).allows(delivery["business_id"]):
-        raise NotFound(f"There is no delivery {delivery_id!r}.")
+        raise _missing("dlv", delivery_id)
     return delivery
 
 
 async def _event(request: web.Request, event_id: str) -> dict[str, Any]:
     _check_id(event_id, "evt")
-    event = await request.app[STORE].get_event(event_id)
+    try:
+        event = await request.app[STORE].get_event(event_id)
+    except NotFound:
+        raise _missing("evt", event_id) from None
     if not session_of(request).allows(event["business_id"]):
-        raise NotFound(f"There is no event {event_id!r}.")
+        raise _missing("evt", event_id)
     return event
 
 
 async def _replay(request: web.Request, replay_id: str) -> dict[str, Any]:
     _check_id(replay_id, "rpl")
-    replay = await request.app[RECOVERY].get_replay(replay_id)
+    try:
+        replay = await request.app[RECOVERY].get_replay(replay_id)
+    except NotFound:
+        raise _missing("rpl", replay_id) from None
     if not session_of(request).is_operator:
-        await _endpoint(request, replay["endpoint_id"])  # 404 unless it is this business's
+        # A replay is its endpoint's business's; an endpoint that is another business's, or
+        # deleted, makes the replay missing (never an answer that names the endpoint).
+        try:
+            await _endpoint(request, replay["endpoint_id"])
+        except NotFound:
+            raise _missing("rpl", replay_id) from None
     return replay
 
 
@@ -276,6 +300,9 @@ async def endpoints(request: web.Request) -> web.Response:
     return await _endpoints_page(request)
 
 
+_FORM_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, Any]:
     """The form as the JSON body of ``POST /v1/endpoints``, for the API's own validation."""
     body: dict[str, Any] = {"url": form.get("url", "").strip()}
@@ -286,13 +313,21 @@ def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, A
     if form.get("description", "").strip():
         body["description"] = form["description"].strip()
     headers: dict[str, str] = {}
-    for line in form.get("headers", "").splitlines():
-        if not line.strip():
+    # Lines end at a line break only (str.splitlines would also break at a vertical tab, a
+    # form feed, …), and only spaces and tabs around a name or value are the form's: any
+    # other character reaches validation, which refuses it naming the header.
+    for line in _FORM_LINE_BREAK.split(form.get("headers", "")):
+        if not line.strip(" \t"):
             continue
         name, sep, value = line.partition(":")
-        if not sep or not name.strip():
+        name = name.strip(" \t")
+        if not sep or not name:
             raise ValidationFailed("headers", "write one header per line, as Name: value")
-        headers[name.strip()] = value.strip()
+        if name in headers:  # a dict keeps one: say so rather than drop a line
+            raise ValidationFailed(
+                f"headers.{name}", "is given twice: give it once", code="duplicate_header"
+            )
+        headers[name] = value.strip(" \t")
     if headers:
         body["headers"] = headers
     cap = form.get("max_in_flight", "").strip()
@@ -317,9 +352,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
             rules=request.app[SETTINGS].targets,
             partial=False,
         )
-    except ValidationFailed as exc:
+        endpoint, secret = await store.create_endpoint(fields)
+    except ValidationFailed as exc:  # the form's fields, or a cap above the gateway's bound
         return await _endpoints_page(request, status=422, form=form, error=exc.message)
-    endpoint, secret = await store.create_endpoint(fields)
+    except Conflict as exc:
+        if exc.code != "endpoint_limit":
+            raise
+        # The business has as many endpoints as it may have: say so on the form, keep it.
+        return await _endpoints_page(request, status=409, form=form, error=exc.message)
     audit.note(request, endpoint["id"], business_id=endpoint["business_id"])
     return render(request, "secret.html", endpoint=endpoint, secret=secret, created=True)
 
@@ -422,8 +462,11 @@ async def deliveries(request: web.Request) -> web.Response:
 
 def request_headers(event_id: str, timestamp: int, custom: dict[str, str]) -> list[tuple[str, str]]:
     """The headers an attempt sent, rebuilt with the worker's own ``build_headers``; the
-    signature is not stored (nor are the secrets), so it is shown redacted."""
-    built = build_headers(msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=custom)
+    signature is not stored (nor are the secrets), so it is shown redacted, and custom header
+    values (often the receiver's credentials) are shown masked."""
+    built = build_headers(
+        msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=masked(list(custom))
+    )
     built["webhook-signature"] = SIGNATURE_SHOWN
     return list(built.items())
 

@@ -4,9 +4,11 @@
 -- Starts one attempt of delivery `did` under job `job`: checks the job is the delivery's
 -- current one, closes deliveries whose endpoint or event is gone, and takes a slot of the
 -- endpoint's in-flight cap for `lease` ms (or, when the cap is full, re-defers the attempt by
--- `busy_defer` ms under a new job). Returns {'go', body, url, secrets, headers, attempt,
--- event_id, endpoint_id, chain, event_type} or {kind} for an attempt not to make.
-local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap)
+-- `busy_defer` ms under a new job). The cap is the endpoint's own (`default_cap` when it set
+-- none), never more than `max_cap`: an endpoint stored before that bound holds no more.
+-- Returns {'go', body, url, secrets, headers, attempt, event_id, endpoint_id, chain,
+-- event_type} or {kind} for an attempt not to make.
+local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap, max_cap)
   local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
                        'event_type')
   if not d[1] then return {'gone'} end
@@ -29,7 +31,7 @@ local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap)
   end
   local inflight = key_endpoint_inflight(d[3])
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', NOW)
-  local cap = tonumber(ep[4]) or default_cap
+  local cap = math.min(tonumber(ep[4]) or default_cap, max_cap)
   if not redis.call('ZSCORE', inflight, did) and redis.call('ZCARD', inflight) >= cap then
     local k = redis.call('HINCRBY', dkey, 'redefers', 1)
     schedule(dkey, did, job_name(did, d[5], d[4], k), NOW + busy_defer, d[4])
