@@ -66,6 +66,24 @@ def _to_time(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def listing_options(command: F) -> F:
+    """What every listing command takes besides its own filters: a time window, a page size
+    and cursor, ``--json``, and the gateway's ``--url`` and ``--token``."""
+    for option in reversed(
+        [
+            click.option(
+                "--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time."
+            ),
+            click.option("--until", callback=_to_time, help="Likewise."),
+            click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True),
+            click.option("--cursor", help="Continue from a previous page's next cursor."),
+            click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts."),
+        ]
+    ):
+        command = option(command)
+    return api_options(command)
+
+
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
@@ -99,12 +117,7 @@ def deliveries() -> None:
     "--status", type=click.Choice(["pending", "succeeded", "failed", "cancelled", "skipped"])
 )
 @click.option("--type", "event_type", help="Only this event type.")
-@click.option("--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time.")
-@click.option("--until", callback=_to_time, help="Likewise.")
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@click.option("--cursor", help="Continue from a previous page's next cursor.")
-@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
-@api_options
+@listing_options
 def deliveries_ls(api: ApiClient, as_json: bool, **query: Any) -> None:
     """Deliveries, newest first."""
     page = api.request("GET", "/v1/deliveries", query=query)
@@ -539,12 +552,7 @@ def audit() -> None:
 @click.option(
     "--action", type=click.Choice(ACTION_FILTERS), help="An action, or a family (endpoint.*)."
 )
-@click.option("--since", callback=_to_time, help="30s, 15m, 2h, 5d ago, or an RFC 3339 time.")
-@click.option("--until", callback=_to_time, help="Likewise.")
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@click.option("--cursor", help="Continue from a previous page's next cursor.")
-@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
-@api_options
+@listing_options
 def audit_ls(api: ApiClient, as_json: bool, **query: Any) -> None:
     """Audit entries, newest first (failed and refused attempts too)."""
     page = api.request("GET", "/v1/audit-log", query=query)

@@ -445,9 +445,7 @@ async def deliveries(request: web.Request) -> web.Response:
     found, cursor = await request.app[RECOVERY].list_deliveries(
         flt, limit=PAGE_SIZE, cursor=q.get("cursor")
     )
-    filters = {k: v for k, v in q.items() if k != "cursor"}
-    older = f"?{urlencode({**filters, 'cursor': cursor})}" if cursor else ""
-    newest = f"?{urlencode(filters)}" if "cursor" in q else ""
+    filters, older, newest = _paging(q, cursor)
     return render(
         request,
         "deliveries.html",
@@ -458,6 +456,15 @@ async def deliveries(request: web.Request) -> web.Response:
         older=older,
         newest=newest,
     )
+
+
+def _paging(q: dict[str, str], cursor: str | None) -> tuple[dict[str, str], str, str]:
+    """A listing page's filters (its query without the cursor) and the query strings of its
+    "older" link (when there is a next page) and "newest" link (when this is not the first)."""
+    filters = {k: v for k, v in q.items() if k != "cursor"}
+    older = f"?{urlencode({**filters, 'cursor': cursor})}" if cursor else ""
+    newest = f"?{urlencode(filters)}" if "cursor" in q else ""
+    return filters, older, newest
 
 
 def request_headers(event_id: str, timestamp: int, custom: dict[str, str]) -> list[tuple[str, str]]:
@@ -640,9 +647,7 @@ async def activity(request: web.Request) -> web.Response:
         business_id=business, actor=actor, action=action, since_ms=since_ms, until_ms=until_ms
     )
     found, next_cursor = await request.app[AUDIT].page(flt, limit=PAGE_SIZE, cursor=cursor)
-    filters = {k: v for k, v in q.items() if k != "cursor"}
-    older = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else ""
-    newest = f"?{urlencode(filters)}" if "cursor" in q else ""
+    filters, older, newest = _paging(q, next_cursor)
     return render(
         request,
         "activity.html",
