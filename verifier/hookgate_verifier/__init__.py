@@ -17,6 +17,7 @@ from .errors import (
     TimestampOutOfTolerance,
     VerificationError,
 )
+from .extras import MissingExtra
 from .headers import HeadersLike
 from .keys import generate_ed25519_keypair, generate_secret
 from .replay import AsyncSeenStore, MemorySeenStore, SeenStore
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidSignature",
     "MalformedHeaders",
     "MemorySeenStore",
+    "MissingExtra",
     "MissingHeaders",
     "ReplayCheckUnavailable",
     "Replayed",

@@ -10,6 +10,9 @@ VerificationError                 anything that makes a webhook untrustworthy or
 ├── Replayed                      webhook-id already accepted within the replay window
 └── ReplayCheckUnavailable        the replay store failed; the sender should retry later
 
+A feature used without its optional extra raises `extras.MissingExtra`, an ImportError kept
+outside this tree: it is a deployment mistake, not an untrustworthy webhook.
+
 Each class carries `code` (stable, for JSON error bodies) and `status` (the HTTP status the
 framework adapters answer with). Messages never contain secrets, keys or signatures.
 """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import InvalidSecret
+from .extras import MissingExtra
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -75,8 +76,10 @@ def _load_public_key(raw: bytes, what: str) -> Ed25519PublicKey:
     try:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     except ImportError:
+        # Still InvalidSecret, which Verifier(...) documents, but naming the install command.
         raise InvalidSecret(
-            f"{what} is an ed25519 key: install hookgate-verifier[ed25519]"
+            f"{what} is an ed25519 key, which needs the [ed25519] extra: "
+            "pip install 'hookgate-verifier[ed25519]'"
         ) from None
     return Ed25519PublicKey.from_public_bytes(raw)
 
@@ -117,8 +120,8 @@ def load_ed25519_private_key(secret_key: str) -> Ed25519PrivateKey:
     try:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-    except ImportError:
-        raise InvalidSecret("ed25519 signing needs hookgate-verifier[ed25519]") from None
+    except ImportError as exc:
+        raise MissingExtra("ed25519 signing", "ed25519") from exc
     key = Ed25519PrivateKey.from_private_bytes(raw[:_ED25519_KEY_BYTES])
     if len(raw) == 2 * _ED25519_KEY_BYTES:
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -137,14 +140,20 @@ def generate_secret(num_bytes: int = 32) -> str:
 
 
 def generate_ed25519_keypair() -> tuple[str, str]:
-    """A new `(whsk_ signing key, whpk_ public key)` pair; needs the `[ed25519]` extra."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
+    """A new `(whsk_ signing key, whpk_ public key)` pair.
+
+    Raises MissingExtra (an ImportError) without the `[ed25519]` extra.
+    """
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+            PublicFormat,
+        )
+    except ImportError as exc:
+        raise MissingExtra("generate_ed25519_keypair()", "ed25519") from exc
 
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())

@@ -30,9 +30,16 @@ def build_app(verifier: Verifier, received: Received) -> web.Application:
         raise RuntimeError("handler bug")
 
     @verified(verifier)
-    async def answering_503(request: web.Request, event: dict[str, Any]) -> web.Response:
+    async def answering_409(request: web.Request, event: dict[str, Any]) -> web.Response:
         received.append(event)
-        return web.json_response({"busy": True}, status=503)
+        return web.json_response({"busy": True}, status=409)
+
+    @verified(verifier)
+    async def flaky(request: web.Request, event: dict[str, Any]) -> web.Response:
+        received.append(event)
+        if len(received) == 1:
+            raise RuntimeError("first attempt fails")
+        return web.json_response({"ok": True})
 
     async def via_middleware(request: web.Request) -> web.Response:
         received.append(request[EVENT_KEY])
@@ -44,7 +51,8 @@ def build_app(verifier: Verifier, received: Received) -> web.Application:
     app = web.Application(middlewares=[verification_middleware(verifier, paths={"/mw"})])
     app.router.add_post("/decorated", decorated)
     app.router.add_post("/failing", failing)
-    app.router.add_post("/busy", answering_503)
+    app.router.add_post("/busy", answering_409)
+    app.router.add_post("/flaky", flaky)
     app.router.add_post("/mw", via_middleware)
     app.router.add_post("/open", unguarded)
     return app
@@ -131,10 +139,35 @@ async def test_signed_non_json_body_is_400(
     assert (status, payload["error"]["code"]) == (400, "invalid_payload")
 
 
-async def test_replay_is_refused(base_url: str, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("path", ["/decorated", "/mw"])
+async def test_resend_of_a_handled_id_is_200_without_the_handler(
+    base_url: str, received: Received, headers: dict[str, str], path: str
+) -> None:
+    assert await post(base_url + path, BODY, headers) == (200, {"ok": True})
+    assert await post(base_url + path, BODY, headers) == (200, {"duplicate": True})
+    assert received == [EVENT]
+
+
+async def test_forged_request_with_a_seen_id_is_still_refused(
+    base_url: str, received: Received, headers: dict[str, str]
+) -> None:
     assert (await post(base_url + "/decorated", BODY, headers))[0] == 200
-    status, payload = await post(base_url + "/decorated", BODY, headers)
-    assert (status, payload["error"]["code"]) == (401, "replayed")
+    status, payload = await post(base_url + "/decorated", BODY + b" ", headers)
+    assert (status, payload["error"]["code"]) == (401, "invalid_signature")
+    assert received == [EVENT]
+
+
+async def test_retry_after_a_failed_handler_reaches_it(
+    base_url: str, received: Received, headers: dict[str, str]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + "/flaky", data=BODY, headers=headers) as response,
+    ):
+        assert response.status == 500
+    assert await post(base_url + "/flaky", BODY, headers) == (200, {"ok": True})
+    assert await post(base_url + "/flaky", BODY, headers) == (200, {"duplicate": True})
+    assert received == [EVENT, EVENT]
 
 
 @pytest.mark.parametrize("path", ["/failing", "/busy"])
@@ -144,7 +177,7 @@ async def test_failed_handler_lets_the_retry_through(
     async with aiohttp.ClientSession() as session:
         for _ in range(2):
             async with session.post(base_url + path, data=BODY, headers=headers) as response:
-                assert response.status in (500, 503)
+                assert response.status in (500, 409)
     assert received == [EVENT, EVENT]
 
 

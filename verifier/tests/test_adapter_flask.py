@@ -42,7 +42,15 @@ def client(clock: FakeClock, received: Received) -> FlaskClient:
     @verified(verifier)
     def busy(event: dict[str, Any]) -> tuple[dict[str, bool], int]:
         received.append((event, {}))
-        return {"busy": True}, 503
+        return {"busy": True}, 409
+
+    @app.post("/flaky")
+    @verified(verifier)
+    def flaky(event: dict[str, Any]) -> dict[str, bool]:
+        received.append((event, {}))
+        if len(received) == 1:
+            raise RuntimeError("first attempt fails")
+        return {"ok": True}
 
     return app.test_client()
 
@@ -78,13 +86,38 @@ def test_non_utf8_signed_body_is_400(client: FlaskClient, make_headers: Any) -> 
     assert (response.status_code, response.get_json()["error"]["code"]) == (400, "invalid_payload")
 
 
-def test_replay_is_401(client: FlaskClient, headers: dict[str, str]) -> None:
+def test_resend_of_a_handled_id_is_200_without_the_view(
+    client: FlaskClient, received: Received, headers: dict[str, str]
+) -> None:
     assert client.post("/hook/acme", data=BODY, headers=headers).status_code == 200
     response = client.post("/hook/acme", data=BODY, headers=headers)
-    assert (response.status_code, response.get_json()["error"]["code"]) == (401, "replayed")
+    assert (response.status_code, response.get_json()) == (200, {"duplicate": True})
+    assert received == [(EVENT, {"tenant": "acme"})]
 
 
-@pytest.mark.parametrize(("path", "status"), [("/failing", 500), ("/busy", 503)])
+def test_forged_request_with_a_seen_id_is_still_refused(
+    client: FlaskClient, received: Received, headers: dict[str, str]
+) -> None:
+    assert client.post("/hook/acme", data=BODY, headers=headers).status_code == 200
+    response = client.post("/hook/acme", data=BODY + b" ", headers=headers)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (
+        401,
+        "invalid_signature",
+    )
+    assert len(received) == 1
+
+
+def test_retry_after_a_failed_view_reaches_it(
+    client: FlaskClient, received: Received, headers: dict[str, str]
+) -> None:
+    assert client.post("/flaky", data=BODY, headers=headers).status_code == 500
+    assert client.post("/flaky", data=BODY, headers=headers).get_json() == {"ok": True}
+    response = client.post("/flaky", data=BODY, headers=headers)
+    assert (response.status_code, response.get_json()) == (200, {"duplicate": True})
+    assert [event for event, _ in received] == [EVENT, EVENT]
+
+
+@pytest.mark.parametrize(("path", "status"), [("/failing", 500), ("/busy", 409)])
 def test_failed_view_lets_the_retry_through(
     client: FlaskClient, received: Received, headers: dict[str, str], path: str, status: int
 ) -> None:

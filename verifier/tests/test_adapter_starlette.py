@@ -41,10 +41,18 @@ def starlette_client(clock: FakeClock, received: Received) -> TestClient:
         received.append(event)
         raise RuntimeError("handler bug")
 
+    @verified(verifier)
+    async def flaky(request: Request, event: dict[str, Any]) -> Response:
+        received.append(event)
+        if len(received) == 1:
+            raise RuntimeError("first attempt fails")
+        return JSONResponse({"ok": True})
+
     app = Starlette(
         routes=[
             Route("/hook", webhook, methods=["POST"]),
             Route("/failing", failing, methods=["POST"]),
+            Route("/flaky", flaky, methods=["POST"]),
         ]
     )
     return TestClient(app, raise_server_exceptions=False)
@@ -96,10 +104,33 @@ def test_starlette_malformed_timestamp_is_400(
     assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_headers")
 
 
-def test_starlette_replay_is_401(starlette_client: TestClient, headers: dict[str, str]) -> None:
+def test_starlette_resend_of_a_handled_id_is_200_without_the_endpoint(
+    starlette_client: TestClient, received: Received, headers: dict[str, str]
+) -> None:
     assert starlette_client.post("/hook", content=BODY, headers=headers).status_code == 200
     response = starlette_client.post("/hook", content=BODY, headers=headers)
-    assert (response.status_code, response.json()["error"]["code"]) == (401, "replayed")
+    assert (response.status_code, response.json()) == (200, {"duplicate": True})
+    assert received == [EVENT]
+
+
+def test_starlette_forged_request_with_a_seen_id_is_still_refused(
+    starlette_client: TestClient, received: Received, headers: dict[str, str]
+) -> None:
+    assert starlette_client.post("/hook", content=BODY, headers=headers).status_code == 200
+    response = starlette_client.post("/hook", content=BODY + b" ", headers=headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "invalid_signature")
+    assert received == [EVENT]
+
+
+def test_starlette_retry_after_a_failed_endpoint_reaches_it(
+    starlette_client: TestClient, received: Received, headers: dict[str, str]
+) -> None:
+    assert starlette_client.post("/flaky", content=BODY, headers=headers).status_code == 500
+    response = starlette_client.post("/flaky", content=BODY, headers=headers)
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+    response = starlette_client.post("/flaky", content=BODY, headers=headers)
+    assert (response.status_code, response.json()) == (200, {"duplicate": True})
+    assert received == [EVENT, EVENT]
 
 
 def test_starlette_failed_handler_lets_the_retry_through(

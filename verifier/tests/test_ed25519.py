@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 
 from hookgate_verifier import (
+    InvalidSecret,
     InvalidSignature,
+    MissingExtra,
     Verifier,
     generate_ed25519_keypair,
     sign,
@@ -86,3 +89,41 @@ def test_public_key_only_verifier_ignores_v1(
     _, public = ed25519_keypair
     with pytest.raises(InvalidSignature):
         Verifier(public, clock=clock).verify(BODY, headers)
+
+
+@pytest.fixture
+def without_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `import cryptography...` fail as it does when the [ed25519] extra is missing."""
+    for name in (
+        "cryptography",
+        "cryptography.hazmat.primitives.asymmetric.ed25519",
+        "cryptography.hazmat.primitives.serialization",
+    ):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("without_cryptography")
+def test_generate_keypair_without_the_extra_names_it() -> None:
+    with pytest.raises(MissingExtra) as caught:
+        generate_ed25519_keypair()
+    assert isinstance(caught.value, ImportError)
+    assert caught.value.extra == "ed25519"
+    assert "pip install 'hookgate-verifier[ed25519]'" in str(caught.value)
+
+
+def test_signing_with_whsk_without_the_extra_names_it(
+    ed25519_keypair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private, _ = ed25519_keypair
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric.ed25519", None)
+    with pytest.raises(MissingExtra, match=r"pip install 'hookgate-verifier\[ed25519\]'"):
+        sign(private, msg_id="msg_1", timestamp=NOW, body=BODY)
+
+
+def test_verifier_with_whpk_without_the_extra_names_it(
+    ed25519_keypair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, public = ed25519_keypair
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric.ed25519", None)
+    with pytest.raises(InvalidSecret, match=r"pip install 'hookgate-verifier\[ed25519\]'"):
+        Verifier(public)

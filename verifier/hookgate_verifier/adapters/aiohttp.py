@@ -18,9 +18,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..errors import VerificationError
+from ..errors import Replayed, VerificationError
 from ..verifier import Event, Verifier
-from . import error_body, webhook_id_of
+from . import DUPLICATE_BODY, DUPLICATE_STATUS, error_body, handler_succeeded, webhook_id_of
 
 __all__ = ["EVENT_KEY", "EventHandler", "verification_middleware", "verified"]
 
@@ -71,6 +71,9 @@ async def _verify(verifier: Verifier, request: web.Request) -> Event | web.Respo
     body = await request.read()
     try:
         return await verifier.verify_async(body, request.headers)
+    except Replayed:
+        # Signed and fresh, and its id already handled: a re-send, not an attack.
+        return web.json_response(DUPLICATE_BODY, status=DUPLICATE_STATUS)
     except VerificationError as exc:
         return web.json_response(error_body(exc), status=exc.status)
 
@@ -78,18 +81,18 @@ async def _verify(verifier: Verifier, request: web.Request) -> Event | web.Respo
 async def _run(
     verifier: Verifier, request: web.Request, call: Callable[[], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    # The id is recorded as seen before the handler runs; if the handler fails, the sender
-    # retries with the same id, and that retry must not be refused as a replay.
+    # The id was claimed before the handler ran; if the handler fails, the sender retries
+    # with the same id, and that retry must reach the handler again.
     try:
         response = await call()
     except web.HTTPException as exc:
-        if exc.status >= 500:
+        if not handler_succeeded(exc.status):
             await _forget(verifier, request)
         raise
     except BaseException:
         await _forget(verifier, request)
         raise
-    if response.status >= 500:
+    if not handler_succeeded(response.status):
         await _forget(verifier, request)
     return response
 

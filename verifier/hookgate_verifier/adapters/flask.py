@@ -19,9 +19,9 @@ from typing import Any
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..errors import VerificationError
+from ..errors import Replayed, VerificationError
 from ..verifier import Verifier
-from . import error_body, webhook_id_of
+from . import DUPLICATE_BODY, DUPLICATE_STATUS, error_body, handler_succeeded, webhook_id_of
 
 __all__ = ["verified"]
 
@@ -37,6 +37,9 @@ def verified(verifier: Verifier) -> Callable[[View], View]:
             body = request.get_data(cache=True)
             try:
                 event = verifier.verify(body, request.headers)
+            except Replayed:
+                # Signed and fresh, and its id already handled: a re-send, not an attack.
+                return jsonify(DUPLICATE_BODY), DUPLICATE_STATUS
             except VerificationError as exc:
                 return jsonify(error_body(exc)), exc.status
             try:
@@ -44,7 +47,7 @@ def verified(verifier: Verifier) -> Callable[[View], View]:
             except BaseException:
                 _forget(verifier)
                 raise
-            if response.status_code >= 500:
+            if not handler_succeeded(response.status_code):
                 _forget(verifier)
             return response
 
@@ -54,8 +57,8 @@ def verified(verifier: Verifier) -> Callable[[View], View]:
 
 
 def _forget(verifier: Verifier) -> None:
-    # The id was recorded as seen before the view ran; a failed view means the sender will
-    # retry with the same id, and that retry must not be refused as a replay.
+    # The id was claimed before the view ran; a failed view means the sender will retry
+    # with the same id, and that retry must reach the view again.
     msg_id = webhook_id_of(request.headers)
     if msg_id is not None:
         verifier.forget(msg_id)

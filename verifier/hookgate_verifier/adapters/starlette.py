@@ -28,9 +28,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import VerificationError
+from ..errors import Replayed, VerificationError
 from ..verifier import Event, Verifier
-from . import error_body, webhook_id_of
+from . import DUPLICATE_BODY, DUPLICATE_STATUS, error_body, handler_succeeded, webhook_id_of
 
 __all__ = ["WebhookEvent", "verified"]
 
@@ -47,6 +47,9 @@ def verified(verifier: Verifier) -> Callable[[EventEndpoint], Endpoint]:
             body = await request.body()
             try:
                 event = await verifier.verify_async(body, request.headers)
+            except Replayed:
+                # Signed and fresh, and its id already handled: a re-send, not an attack.
+                return JSONResponse(DUPLICATE_BODY, status_code=DUPLICATE_STATUS)
             except VerificationError as exc:
                 return JSONResponse(error_body(exc), status_code=exc.status)
             try:
@@ -54,7 +57,7 @@ def verified(verifier: Verifier) -> Callable[[EventEndpoint], Endpoint]:
             except BaseException:
                 await _forget(verifier, request)
                 raise
-            if response.status_code >= 500:
+            if not handler_succeeded(response.status_code):
                 await _forget(verifier, request)
             return response
 
