@@ -385,8 +385,8 @@ async def test_health_readiness_metrics_and_openapi(api: Client) -> None:
     assert doc["openapi"].startswith("3.")
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     for resource in api.app.router.resources():  # every JSON route is documented
-        if resource.canonical.startswith("/portal"):
-            continue  # the portal's HTML pages are not part of the JSON API
+        if resource.canonical.startswith("/portal") or resource.canonical == "/":
+            continue  # the portal's HTML pages (and / sending browsers there) are not JSON
         info = resource.get_info()
         path = info.get("path") or info.get("formatter")
         for route in resource:
@@ -450,3 +450,11 @@ async def test_metrics_can_require_their_own_bearer_token(
         resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert resp.status == 200 and "hookgate_queue_depth" in await resp.text()
         assert (await client.get("/healthz")).status == 200  # probes stay open
+
+
+async def test_the_root_sends_a_browser_to_the_portal(api: Client) -> None:
+    resp = await api.get("/", allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (302, "/portal/")
+    followed = await api.get("/")
+    assert followed.status == 200 and followed.url.path.startswith("/portal/")
+    assert followed.content_type == "text/html"

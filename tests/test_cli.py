@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,8 +76,20 @@ def created_id(output: str) -> str:
     return output.split()[0]
 
 
+def attempt_lines(log_dir: Path, delivery_id: str | None = None) -> list[dict[str, Any]]:
+    """The worker's per-attempt log lines (the ``gateway`` fixture's worker logs JSON)."""
+    events = [json.loads(line) for line in (log_dir / "worker-1.log").read_text().splitlines()]
+    return [
+        e
+        for e in events
+        if e["event"].split(".")[:2] == ["hookgate", "delivery"]
+        and "status_code" in e
+        and delivery_id in (None, e.get("delivery_id"))
+    ]
+
+
 async def test_a_missed_webhook_is_found_and_replayed_from_the_cli(
-    gateway: dict[str, str], merchant: Merchant
+    gateway: dict[str, str], merchant: Merchant, tmp_path: Path
 ) -> None:
     made = await cli(gateway, "endpoints", "create", merchant.url, "--business", "bus_m")
     assert made.returncode == 0, made.stderr
@@ -121,14 +135,20 @@ async def test_a_missed_webhook_is_found_and_replayed_from_the_cli(
     assert one.returncode == 0 and one.stdout.strip().endswith("succeeded")
     assert len(merchant.verified) == 5
 
+    # a success is logged at info, and a recorded attempt reads as recorded, not as "ok"
+    succeeded = [e for e in attempt_lines(tmp_path) if e["event"].endswith(".succeeded")]
+    assert len(succeeded) == 5
+    assert all(e["level"] == "info" and e["recorded"] is True for e in succeeded)
+
 
 async def test_a_replay_that_fails_again_exits_1(
-    gateway: dict[str, str], merchant: Merchant
+    gateway: dict[str, str], merchant: Merchant, tmp_path: Path
 ) -> None:
     made = await cli(gateway, "endpoints", "create", merchant.url, "--business", "bus_m")
     endpoint_id = created_id(made.stdout)
     sent = await cli(gateway, "events", "send", "--type", "credit.added", "--business", "bus_m")
     delivery_id = sent.stdout.split()[-1]
+    assert sent.stdout.splitlines()[0].endswith(" → 1 delivery")
 
     async def failed() -> bool:
         shown = await cli(gateway, "deliveries", "show", delivery_id, "--json")
@@ -137,9 +157,26 @@ async def test_a_replay_that_fails_again_exits_1(
     async with asyncio.timeout(20):
         while not await failed():
             await asyncio.sleep(0.2)
+    dry = await cli(gateway, "replay", "--endpoint", endpoint_id, "--since", "10m", "--dry-run")
+    assert dry.stdout.strip() == "1 delivery would be replayed"
     replay = await cli(gateway, "replay", "--endpoint", endpoint_id, "--since", "10m")
     assert replay.returncode == 1
+    assert replay.stdout.startswith("replay ") and ": 1 delivery\n" in replay.stdout
     assert "0 succeeded, 1 failed" in replay.stdout
+
+    # every failed attempt is a warning, and nothing on its line reads like success
+    async with asyncio.timeout(5):  # the worker logs just after it records
+        while len(lines := attempt_lines(tmp_path, delivery_id)) < 8:
+            await asyncio.sleep(0.1)
+    assert [e["event"] for e in lines] == [
+        *["hookgate.delivery.retry"] * 3,
+        "hookgate.delivery.failed",
+        *["hookgate.delivery.retry"] * 3,
+        "hookgate.delivery.failed",
+    ]
+    for e in lines:
+        assert e["level"] == "warning" and e["status_code"] == 500, e
+        assert e["recorded"] is True and "state" not in e and "ok" not in e.values(), e
 
 
 async def test_events_of_a_disabled_endpoint_replay_after_enabling(
@@ -206,6 +243,61 @@ def test_an_unreachable_gateway_exits_1(env: dict[str, str]) -> None:
 
 
 def test_a_missing_token_is_a_usage_error(env: dict[str, str]) -> None:
-    bare = {k: v for k, v in env.items() if k != "HOOKGATE_ADMIN_TOKEN"}
+    bare = {k: v for k, v in env.items() if k not in ("HOOKGATE_ADMIN_TOKEN", "HOOKGATE_API_KEY")}
     result = run_cli("deliveries", "ls", env=bare)
-    assert result.returncode == 2 and "--token" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "hookgate: no token: set HOOKGATE_ADMIN_TOKEN (or HOOKGATE_API_KEY), or pass --token"
+    ]
+
+
+def test_an_unreachable_gateway_is_named(env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("endpoints", "ls", env={**env, "HOOKGATE_URL": url})
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.strip() == f"hookgate: cannot reach {url}: Connection refused"
+
+
+async def test_a_refused_token_names_the_gateway_that_refused_it(gateway: dict[str, str]) -> None:
+    """A CLI pointed at another gateway than meant hears which URL answered, not just 401."""
+    url = gateway["HOOKGATE_URL"]
+    wrong = {**gateway, "HOOKGATE_ADMIN_TOKEN": "hgdev_not-this-gateways-token"}
+    result = await cli(wrong, "deliveries", "ls")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"hookgate: {url} answered 401 (")
+    assert line.endswith(
+        "the token from --token, HOOKGATE_API_KEY or HOOKGATE_ADMIN_TOKEN is not accepted there"
+    )
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_a_bad_duration_is_one_line(env: dict[str, str], option: str) -> None:
+    # parsed before any request, so no gateway is needed
+    result = run_cli("deliveries", "ls", option, "5 minutes", env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"hookgate: {option}: ") and "Usage:" not in result.stderr
+
+
+def test_a_bad_port_is_one_line_in_words(env: dict[str, str]) -> None:
+    result = run_cli("serve", env={**env, "HOOKGATE_PORT": "abc"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "hookgate: HOOKGATE_PORT='abc' is invalid: expected a port number 1-65535 "
+        "(not a whole number)"
+    ]
+
+
+def test_a_port_in_use_is_one_line_naming_it(env: dict[str, str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", env={**env, "HOOKGATE_PORT": str(port)}, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"hookgate: port {port} on 127.0.0.1 is in use: stop what holds it, or set HOOKGATE_PORT"
+    )
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -85,6 +86,18 @@ def test_dev_delivers_and_verifies_an_event_then_restarts_with_its_data(tmp_path
         token = dev.wait_for(r"admin token\s+(\S+)").group(1)
         receiver_url = dev.wait_for(r"demo endpoint\s+ep_\w+ → (\S+)").group(1)
         dev.wait_for(r"curl -sS -X POST")
+        # the CLI as the banner says to reach it: the printed export, the printed command
+        exported = dev.wait_for(r"export HOOKGATE_URL=(\S+) HOOKGATE_ADMIN_TOKEN=(\S+)$")
+        assert exported.groups() == (f"http://127.0.0.1:{port}", token)
+        command = dev.wait_for(r"^\s+(\S+/hookgate) deliveries ls$").group(1)
+        assert Path(dev.wait_for(r"`source (\S+/activate)`").group(1)).is_file()
+        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKGATE_")}
+        cli_env.update(HOOKGATE_URL=exported[1], HOOKGATE_ADMIN_TOKEN=exported[2])
+        listing = subprocess.run(
+            [command, "deliveries", "ls"], env=cli_env, capture_output=True, text=True, timeout=30
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.split()[:2] == ["DELIVERY", "STATUS"]
         event_id = post_event(port, token)
         dev.wait_for(rf"hookgate.dev.receiver.verified.*webhook_id={event_id}")
         # an endpoint the newcomer creates, pointing at the sample receiver, verifies too
@@ -109,3 +122,21 @@ def test_dev_delivers_and_verifies_an_event_then_restarts_with_its_data(tmp_path
             assert [d["status"] for d in json.loads(resp.read())["deliveries"]] == ["succeeded"]
     finally:
         assert again.stop() == 0
+
+
+def test_dev_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        dev = Dev(tmp_path / "state", port)
+        code = dev.process.wait(timeout=30)
+        dev.reader.join(timeout=5)
+        assert dev.process.stdout is not None
+        dev.process.stdout.close()
+    output = "".join(dev.lines)
+    assert code == 2, output
+    assert output.splitlines()[-1] == (
+        f"hookgate: port {port} on 127.0.0.1 is in use: stop what holds it, or set HOOKGATE_PORT"
+    )
+    assert "Errno" not in output and "Traceback" not in output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import time
 from typing import Any
@@ -136,14 +137,18 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
             await asyncio.sleep(0.2 * 2**i)
     else:
         return None
-    log.info(
+    # A failed attempt is a warning whatever happens next; ``recorded`` says only whether the
+    # attempt was written (a stale or vanished delivery is not), never how the attempt went.
+    log.log(
+        logging.INFO if decision.outcome == "succeeded" else logging.WARNING,
         f"hookgate.delivery.{decision.outcome}",
         **about,
         status_code=result.status,
         latency_ms=done.record["latency_ms"],
         error=http.error_kind(result.error),
         next_in_s=round(decision.delay, 3) if decision.outcome == "retry" else None,
-        state=state,
+        recorded=state == "ok",
+        not_recorded=None if state == "ok" else state,
     )
     return decision.outcome
 

@@ -49,6 +49,8 @@ class ApiClient:
             raise _failure(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, OSError) and reason.strerror:
+                reason = reason.strerror  # "Connection refused", not "[Errno 111] …"
             raise ApiFailure(0, "unreachable", f"cannot reach {self.base}: {reason}") from None
         return json.loads(raw) if raw else None
 

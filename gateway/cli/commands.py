@@ -41,15 +41,21 @@ def api_options(command: F) -> F:
     @click.option(
         "--token",
         envvar=["HOOKGATE_API_KEY", "HOOKGATE_ADMIN_TOKEN"],
-        required=True,
         help="An API key (env HOOKGATE_API_KEY) or the admin token (env HOOKGATE_ADMIN_TOKEN).",
     )
     @functools.wraps(command)
-    def wrapper(*args: Any, url: str, token: str, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, url: str, token: str | None, **kwargs: Any) -> Any:
+        if not token:
+            _usage("no token: set HOOKGATE_ADMIN_TOKEN (or HOOKGATE_API_KEY), or pass --token")
         try:
             return command(*args, api=ApiClient(url, token), **kwargs)
         except ApiFailure as exc:
-            click.echo(f"hookgate: {exc}", err=True)
+            if exc.status == 401:  # often a CLI pointed at another gateway than meant
+                _usage(
+                    f"{url} answered 401 ({exc}): the token from --token, HOOKGATE_API_KEY "
+                    "or HOOKGATE_ADMIN_TOKEN is not accepted there"
+                )
+            click.echo(f"hookgate: {exc.message if exc.status == 0 else exc}", err=True)
             raise SystemExit(2 if 400 <= exc.status < 500 else 1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -62,7 +68,7 @@ def _to_time(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     try:
         seconds = parse_time(value, time.time())
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        _usage(f"--{param.name}: {exc}")
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -82,6 +88,19 @@ def listing_options(command: F) -> F:
     ):
         command = option(command)
     return api_options(command)
+
+
+def _usage(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit 2."""
+    click.echo(f"hookgate: {message}", err=True)
+    raise SystemExit(2)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 delivery``, ``2 deliveries``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def _print_json(value: Any) -> None:
@@ -215,11 +234,11 @@ def replay(
         body["dry_run"] = True
     started = api.request("POST", f"/v1/endpoints/{endpoint_id}/replay", body)
     if dry_run:
-        click.echo(f"{started['matched']} deliveries would be replayed")
+        click.echo(f"{_count(started['matched'], 'delivery')} would be replayed")
         return
     replay_id = started["replay_id"]
     note = " (already running)" if started.get("already_running") else ""
-    click.echo(f"replay {replay_id}: {started['matched']} deliveries{note}")
+    click.echo(f"replay {replay_id}: {_count(started['matched'], 'delivery')}{note}")
     if not wait:
         return
     raise SystemExit(_follow_replay(api, replay_id, started["matched"]))
@@ -308,7 +327,7 @@ def events_send(
         body["timestamp"] = timestamp
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     result = api.request("POST", "/v1/events", body, headers=headers)
-    click.echo(f"{result['id']} → {len(result['deliveries'])} deliveries")
+    click.echo(f"{result['id']} → {_count(len(result['deliveries']), 'delivery')}")
     for delivery_id in result["deliveries"]:
         click.echo(f"  {delivery_id}")
 
@@ -447,11 +466,6 @@ def endpoints_test(api: ApiClient, endpoint_id: str) -> None:
 @click.group()
 def keys() -> None:
     """Create, list and revoke API keys (needs the admin scope)."""
-
-
-def _usage(message: str) -> NoReturn:
-    click.echo(f"hookgate: {message}", err=True)
-    raise SystemExit(2)
 
 
 def _expiry(value: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,14 @@ class DevState:
     admin_token: str
     secret_key: str = dataclasses.field(default_factory=SecretBox.generate_key)
     endpoint_id: str = ""
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """One line for a gateway that cannot bind: a port in use names the port and the way out."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use: stop what holds it, or set HOOKGATE_PORT"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason} (set HOOKGATE_HOST/HOOKGATE_PORT)"
 
 
 def _port_free(port: int) -> bool:
@@ -184,12 +194,16 @@ async def _run(
         receiver_app(lambda: store.secrets_for_url(receiver_url)), "127.0.0.1", receiver_port
     )
 
-    gateway = await start_site(
-        create_app(settings, redis),
-        settings.host,
-        settings.port,
-        request_timeout=settings.request_timeout,
-    )
+    try:
+        gateway = await start_site(
+            create_app(settings, redis),
+            settings.host,
+            settings.port,
+            request_timeout=settings.request_timeout,
+        )
+    except OSError as exc:
+        await receiver.cleanup()
+        raise HookgateError(cannot_listen(settings.host, settings.port, exc)) from None
     worker = build_worker(settings, redis)
     worker_task = asyncio.create_task(worker.async_run())
     base = f"http://{settings.host}:{settings.port}"
@@ -204,10 +218,19 @@ async def _run(
         await receiver.cleanup()
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (``.venv/bin``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _banner(
     base: str, settings: Settings, state: DevState, receiver: str, embedded: str | None
 ) -> str:
     token = settings.admin_token
+    bindir = _shown(Path(sys.executable).parent)
     redis_line = embedded or settings.redis.describe()
     return f"""
 hookgate dev is running
@@ -226,6 +249,10 @@ Send an event:
 
 Then look at its deliveries:
   curl -sS {base}/v1/events/<id> -H 'Authorization: Bearer {token}'
+
+Or use the CLI (it is in the venv: `source {bindir}/activate` puts it on the PATH):
+  export HOOKGATE_URL={base} HOOKGATE_ADMIN_TOKEN={token}
+  {bindir}/hookgate deliveries ls
 
 Ctrl-C stops everything (deliveries in flight finish first).
 """

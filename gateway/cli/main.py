@@ -72,7 +72,9 @@ def serve(check: bool) -> None:
     except ConfigError as exc:  # a Redis that could drop data
         fail(str(exc))
     except OSError as exc:
-        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+        from gateway.cli.dev import cannot_listen
+
+        fail(cannot_listen(settings.host, settings.port, exc))
 
 
 def check_serve(settings: Settings) -> NoReturn:

@@ -269,8 +269,16 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _int(text: str) -> int:
+    """A whole number; the error says so in words, not in Python's ``int()`` message."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
 def _replicas(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 <= value <= 16:
         raise ValueError("out of range")
     return value
@@ -303,7 +311,7 @@ def _nonempty(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    port = int(text)
+    port = _int(text)
     if not 1 <= port <= 65535:
         raise ValueError("out of range")
     return port
@@ -321,7 +329,7 @@ def _non_negative(text: str) -> float:
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise ValueError("must be at least 1")
     return value
@@ -329,7 +337,7 @@ def _count(text: str) -> int:
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
+        value = _int(text)
         if not low <= value <= high:
             raise ValueError("out of range")
         return value

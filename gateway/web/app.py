@@ -67,7 +67,13 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     api.add_routes(app)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     setup_portal(app)
+    app.router.add_get("/", _to_portal)
     return app
+
+
+async def _to_portal(request: web.Request) -> web.Response:
+    """``/`` in a browser: the portal, rather than a JSON 404."""
+    raise web.HTTPFound("/portal/")
 
 
 async def _watch_redis(app: web.Application) -> AsyncIterator[None]:
