@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -592,6 +593,23 @@ def audit_ls(api: ApiClient, as_json: bool, **query: Any) -> None:
         click.echo(f"more: --cursor {page['next_cursor']}")
 
 
+@click.command("portal-link")
+@click.argument("business_id")
+@click.option("--ttl", help="How long the link stays valid, 1s to 7d (default 24h).")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def portal_link(api: ApiClient, business_id: str, ttl: str | None, as_json: bool) -> None:
+    """A single-use link to the delivery portal for one business: give it to the merchant."""
+    body = {} if ttl is None else {"ttl": ttl}
+    path = f"/v1/businesses/{urllib.parse.quote(business_id, safe='')}/portal-links"
+    link = api.request("POST", path, body)
+    if as_json:
+        _print_json(link)
+        return
+    click.echo(link["url"])
+    click.echo(f"for {link['business_id']}, usable once, until {link['expires_at']}", err=True)
+
+
 def register(main: click.Group) -> None:
-    for command in (deliveries, replay, events, endpoints, keys, audit):
+    for command in (deliveries, replay, events, endpoints, keys, audit, portal_link):
         main.add_command(command)

@@ -89,6 +89,11 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 attempt``, ``0 attempts``, ``12 attempts``: a count with its noun."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def pretty(value: Any) -> str:
     """JSON indented for reading; text that is not JSON comes back unchanged."""
     if isinstance(value, str):
@@ -111,6 +116,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["percent"] = percent
     env.filters["pretty"] = pretty
+    env.filters["counted"] = counted
     env.filters["q"] = lambda v: quote(str(v), safe="")
     env.globals["version"] = __version__
     env.globals["prefix"] = PREFIX
