@@ -27,6 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from support import AUTH, TOKEN, data_keys
+from test_portal import settled
 
 from gateway.core import formats
 from gateway.core.errors import ValidationFailed
@@ -536,16 +537,6 @@ async def raw_receiver(receiver: MakeReceiver) -> tuple[Receiver, list[list[tupl
         return web.Response(status=204)
 
     return await receiver(keep), raw
-
-
-async def settled(api: Client, delivery_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            resp = await api.get(f"/v1/deliveries/{delivery_id}", headers=AUTH)
-            d: dict[str, Any] = await resp.json()
-            if d["status"] != "pending":
-                return d
-            await asyncio.sleep(0.05)
 
 
 async def send(api: Client) -> str:

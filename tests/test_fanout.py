@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
-import re
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 from conftest import Receiver
 from support import AUTH, run_cli, wait_healthy
+from test_portal import csrf_of, message_of
 
 from gateway.core.catalog import load_catalog
 from gateway.core.errors import Conflict
@@ -239,18 +239,6 @@ async def test_the_cli_says_why_in_one_line_and_exits_2(
 
 
 # ---- the portal --------------------------------------------------------------------------
-
-
-def csrf_of(page: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def message_of(page: str) -> str:
-    match = re.search(r'class="(?:error-message|alert bad)"[^>]*>([^<]*)<', page)
-    assert match, page[:2000]
-    return html.unescape(match.group(1))
 
 
 async def merchant_session(api: Client, business: str) -> tuple[Client, str]:
