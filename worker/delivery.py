@@ -84,6 +84,7 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
             body=claim.body,
             secrets=claim.secrets,
             custom=claim.headers,
+            ordering=(claim.ordering_key, claim.sequence) if claim.sequence else None,
         )
         result = await http.post(
             deps.session, claim.url, claim.body, headers, limit_s=deps.timeout, rules=deps.rules

@@ -27,6 +27,14 @@ def signature(msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]) 
     return " ".join(_webhook(s).sign(msg_id, when, text) for s in secrets)
 
 
+def ordering_key_header(key: str) -> str:
+    """The ``webhook-ordering-key`` value of an ordering key: its UTF-8 bytes, each outside
+    0x21-0x7E and ``%`` itself written ``%XX`` (upper-case hex), so any key of printable
+    characters crosses HTTP unchanged by parsers that trim or re-encode header values
+    (``hookgate_verifier.read_ordering`` reads it back)."""
+    return "".join(chr(b) if 0x21 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in key.encode())
+
+
 def build_headers(
     *,
     msg_id: str,
@@ -34,8 +42,10 @@ def build_headers(
     body: bytes,
     secrets: Sequence[str],
     custom: Mapping[str, str],
+    ordering: tuple[str, int] | None = None,
 ) -> dict[str, str]:
-    """The endpoint's custom headers, then hookgate's own (which always win).
+    """The endpoint's custom headers, then hookgate's own (which always win); ``ordering``,
+    the delivery's ordering key and sequence number on an ordered endpoint.
 
     A custom header that is, or reaches receivers as, a reserved one is left out: the API
     refuses such names, but an endpoint stored before it did may still hold one (sent beside
@@ -50,4 +60,7 @@ def build_headers(
             "user-agent": USER_AGENT,
         }
     )
+    if ordering is not None:
+        headers["webhook-ordering-key"] = ordering_key_header(ordering[0])
+        headers["webhook-sequence"] = str(ordering[1])
     return headers

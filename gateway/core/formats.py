@@ -32,6 +32,11 @@ HEADER_NAME = whole(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")  # an RFC 9110 token
 # leaves one way to match each value, so matching is linear.
 HEADER_VALUE = whole(r"([\x21-\x7e]+([\t ]+[\x21-\x7e]+)*)?")
 KEY_NAME = whole(r"[^\x00-\x1f\x7f]{1,100}")  # an API key's name: no control characters
+# An event's ordering key (a subscription or customer id, as the sender chooses): printable
+# text, so no C0 or C1 control character, no line or paragraph separator (and, being UTF-8, no
+# lone surrogate: JSON decoding refuses one, ``validation.ordering_key`` one from a URL). It is
+# sent to receivers percent-encoded where it is not ASCII.
+ORDERING_KEY = whole(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,200}")
 # RFC 3339's date-time (section 5.6). datetime.fromisoformat takes more (ISO 8601's week dates,
 # basic format, no seconds, …) that receivers' RFC 3339 parsers would refuse.
 DATE_TIME = whole(
@@ -58,5 +63,6 @@ WORDS = {
     HEADER_NAME: "a header name: 1-128 of A-Z a-z 0-9 ! # $ % & ' * + - . ^ _ ` | ~",
     HEADER_VALUE: "printable ASCII; spaces and tabs only between visible characters",
     KEY_NAME: "1-100 characters, no control characters",
+    ORDERING_KEY: "a string of 1-200 printable characters (no control characters)",
     **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
 }

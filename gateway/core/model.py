@@ -13,6 +13,8 @@ class EventIn:
     type: str
     timestamp: str
     data: dict[str, Any]
+    # Events with the same key reach each ordered endpoint in ingest order (README, Ordering).
+    ordering_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,8 @@ class EndpointFields:
     description: str | None = None
     headers: dict[str, str] | None = None
     max_in_flight: int | None = None
+    ordered: bool | None = None
+    on_exhausted: str | None = None  # block | skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Claim:
     endpoint_id: str
     chain: int  # 0 for the first attempt chain, n for the nth replay
     event_type: str
+    # The delivery's ordering key and sequence number on an ordered endpoint; "" and 0 else.
+    ordering_key: str = ""
+    sequence: int = 0
     # Set when the endpoint's secrets cannot be opened (a wrong HOOKGATE_SECRET_KEY): the
     # attempt is recorded as failed and retried, so fixing the key lets it through.
     secret_error: str | None = None

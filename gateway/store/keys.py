@@ -82,6 +82,24 @@ def endpoint_inflight(endpoint_id: str) -> str:
     return f"{PREFIX}ep:{endpoint_id}:inflight"
 
 
+def ordering_state(endpoint_id: str, ordering_key: str) -> str:
+    """Hash of one ordering key on an ordered endpoint: ``seq``, the last sequence number given
+    at ingest; ``head``, the delivery that goes (or went, when blocked) before the key's others;
+    ``blocked``, since when (ms) a head whose retries are spent holds the key. Expires
+    ``HOOKGATE_RETENTION`` after the key's last event."""
+    return f"{PREFIX}ep:{endpoint_id}:ord:{ordering_key}"
+
+
+def ordering_queue(endpoint_id: str, ordering_key: str) -> str:
+    """Zset of the key's deliveries waiting behind its head: delivery id → sequence number."""
+    return f"{PREFIX}ep:{endpoint_id}:ordq:{ordering_key}"
+
+
+def ordering_blocked(endpoint_id: str) -> str:
+    """Zset of the endpoint's blocked ordering keys → since when (ms): what operators list."""
+    return f"{PREFIX}ep:{endpoint_id}:blocked"
+
+
 def business_endpoints(business_id: str) -> str:
     return f"{PREFIX}bus:{business_id}:eps"
 

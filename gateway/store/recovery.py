@@ -51,6 +51,36 @@ def decode_cursor(cursor: str) -> str:
     return member
 
 
+def _offset_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _offset_of(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    kind, _, number = text.partition(":")
+    if kind != "o" or not number.isdigit() or len(number) > 9:
+        raise ValidationFailed("cursor", "is not a cursor this API returned")
+    return int(number)
+
+
+def _in_key_order(matched: list[tuple[str, str, int]]) -> list[str]:
+    """Delivery ids in the order given, except that each ordering key's deliveries are put in
+    sequence order within the places they hold."""
+    places: dict[str, list[int]] = {}
+    for i, (_, okey, seq) in enumerate(matched):
+        if okey and seq:
+            places.setdefault(okey, []).append(i)
+    ordered = [delivery_id for delivery_id, _, _ in matched]
+    for spots in places.values():
+        by_sequence = sorted(spots, key=lambda i: matched[i][2])
+        for spot, source in zip(spots, by_sequence, strict=True):
+            ordered[spot] = matched[source][0]
+    return ordered
+
+
 @dataclasses.dataclass(frozen=True)
 class DeliveryFilter:
     endpoint_id: str | None = None
@@ -223,21 +253,29 @@ class Recovery:
     async def _match(
         self, endpoint_id: str, since_ms: int, until_ms: int, wanted: frozenset[str] | set[str]
     ) -> list[str]:
+        """The endpoint's deliveries of the window in a state ``wanted``, oldest first, except
+        that the deliveries of one ordering key come in sequence order (a key's events made
+        in one millisecond, or by gateways whose clocks differ, may sort otherwise by time):
+        the replay then re-sends each key's events in their original order."""
         index = keys.index_endpoint(endpoint_id)
         low, high = "[" + _entry(since_ms), "(" + _entry(until_ms + 1)
-        matched: list[str] = []
+        matched: list[tuple[str, str, int]] = []
         while True:
             members = [
                 as_str(m) for m in await self.redis.zrangebylex(index, low, high, start=0, num=1000)
             ]
             if not members:
-                return matched
+                return _in_key_order(matched)
             ids = [m.split(":", 1)[1] for m in members]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for delivery_id in ids:
-                    pipe.hget(keys.delivery(delivery_id), "status")
-                statuses = await pipe.execute()
-            matched += [d for d, s in zip(ids, statuses, strict=True) if s and as_str(s) in wanted]
+                    pipe.hmget(keys.delivery(delivery_id), ["status", "okey", "seq"])
+                found = await pipe.execute()
+            matched += [
+                (d, as_str(okey), int(seq or 0))
+                for d, (status, okey, seq) in zip(ids, found, strict=True)
+                if status and as_str(status) in wanted
+            ]
             low = "(" + members[-1]
 
     async def run_replay_batch(self, replay_id: str, batch: int) -> str:
@@ -274,6 +312,60 @@ class Recovery:
             "state": state,
             "created_at": iso_ms(raw["created_at"]),
         }
+
+    # ---- ordering keys ---------------------------------------------------------------------
+
+    async def blocked_keys(
+        self, endpoint_id: str, *, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The endpoint's blocked ordering keys, longest blocked first: each with its head
+        delivery, since when, and how many deliveries wait behind it. ``cursor`` is the
+        ``next_cursor`` of the page before (keys unblocked meanwhile shift the pages; none
+        is shown twice on one page)."""
+        await self.store.get_endpoint(endpoint_id)  # NotFound for an unknown endpoint
+        start = 0
+        if cursor is not None:
+            start = _offset_of(cursor)
+        blocked = keys.ordering_blocked(endpoint_id)
+        found = await self.redis.zrange(blocked, start, start + limit, withscores=True)
+        page = [(as_str(member), int(score)) for member, score in found[:limit]]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, _since in page:
+                pipe.hmget(keys.ordering_state(endpoint_id, key), ["head", "blocked"])
+                pipe.zcard(keys.ordering_queue(endpoint_id, key))
+            replies = await pipe.execute()
+        rows = []
+        for (key, since), state, waiting in zip(page, replies[0::2], replies[1::2], strict=True):
+            head, blocked_at = as_str(state[0]), as_str(state[1])
+            if not head or not blocked_at:
+                continue  # resumed since the index was read
+            rows.append(
+                {
+                    "key": key,
+                    "head_delivery_id": head,
+                    "blocked_since": iso_ms(blocked_at or since),
+                    "waiting": int(waiting),
+                }
+            )
+        more = len(found) > limit
+        return {"data": rows, "next_cursor": _offset_cursor(start + limit) if more else None}
+
+    async def skip_key(self, endpoint_id: str, ordering_key: str) -> dict[str, Any]:
+        """Moves an ordering key past its head: a blocked head stays failed (replayable), one
+        still being retried ends failed (``skipped``); the key's next delivery goes. Refused
+        while an attempt of the head is open (``Conflict``), so nothing overtakes it."""
+        await self.store.get_endpoint(endpoint_id)
+        state, head, going = await self.store.scripts.ordering_skip(endpoint_id, ordering_key)
+        if state == "none":
+            raise NotFound(f"no delivery holds ordering key {ordering_key!r} on this endpoint")
+        if state == "in_flight":
+            raise Conflict(
+                f"an attempt of the key's head {head} is open right now; try again in a few "
+                "seconds",
+                code="attempt_in_flight",
+                details={"head_delivery_id": head},
+            )
+        return {"key": ordering_key, "skipped_delivery_id": head, "next_delivery_id": going or None}
 
     # ---- endpoint state --------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ SCRIPTS = (
     "replay_start",
     "audit",
     "create_endpoint",
+    "ordering_skip",
+    "ordering_release",
 )
 # Events per ingest script call: bounds how long one call holds Redis (~1 ms per 100 events).
 INGEST_GROUP = 200
@@ -197,6 +199,7 @@ class NewEvent(NamedTuple):
     fingerprint: str
     only_endpoint: str
     idempotency_key: str | None
+    ordering_key: str | None = None  # crosses as hex: it may hold spaces
 
 
 class ClaimReply(NamedTuple):
@@ -211,6 +214,8 @@ class ClaimReply(NamedTuple):
     endpoint_id: bytes
     chain: bytes
     event_type: bytes
+    ordering_key: bytes  # empty for an unordered delivery
+    sequence: bytes  # likewise
 
 
 def _text(value: bytes | str) -> str:
@@ -242,6 +247,8 @@ class Scripts:
         self._replay_start = loaded["replay_start"]
         self._audit = loaded["audit"]
         self._create_endpoint = loaded["create_endpoint"]
+        self._ordering_skip = loaded["ordering_skip"]
+        self._ordering_release = loaded["ordering_release"]
 
     def _common(self, now: int) -> list[Any]:
         return [
@@ -323,11 +330,11 @@ class Scripts:
         for start in range(0, len(events), INGEST_GROUP):
             args: list[Any] = [*common, idempotency_ttl_ms]
             for ev in events[start : start + INGEST_GROUP]:
-                idem = ev.idempotency_key
+                idem, okey = ev.idempotency_key, ev.ordering_key
                 args.append(
                     f"{'1' if ev.check_type else '0'} {ev.event_id} {ev.type} {ev.business_id} "
                     f"{ev.fingerprint or '-'} {ev.only_endpoint or '-'} "
-                    f"{'k' + idem if idem else '_'}"
+                    f"{'k' + idem if idem else '_'} {'o' + okey.encode().hex() if okey else '_'}"
                 )
                 args.append(ev.body)
             calls.append(((keys.EVENT_TYPES,), args))
@@ -477,6 +484,27 @@ class Scripts:
             replicated=True,
         )
         return bool(int(started)), _text(current)
+
+    async def ordering_skip(self, endpoint_id: str, ordering_key: str) -> tuple[str, str, str]:
+        """Moves an ordering key past its head (ORDERING_SKIP): (``skipped``, the head, the
+        delivery going now or ''), (``in_flight``, the head, '') or (``none``, '', '')."""
+        [reply] = await self._pipelined(
+            self._ordering_skip,
+            [((), [*self._common(now_ms()), endpoint_id, ordering_key])],
+            replicated=True,
+        )
+        parts = [_text(part) for part in reply] + ["", ""]
+        return parts[0], parts[1], parts[2]
+
+    async def ordering_release(self, endpoint_id: str) -> int:
+        """Lets the deliveries waiting behind ordering keys go, on an endpoint no longer
+        ordered (ORDERING_RELEASE); returns how many."""
+        [reply] = await self._pipelined(
+            self._ordering_release,
+            [((), [*self._common(now_ms()), endpoint_id])],
+            replicated=True,
+        )
+        return int(reply)
 
     async def audit(self, business_id: str | None, fields: Sequence[str]) -> str:
         """Appends an audit entry (AUDIT; ``fields`` alternate names and values, as

@@ -41,12 +41,14 @@ INGEST_ROUND_TRIP_BYTES = 2 * 1024 * 1024
 
 def encode_envelope(event: EventIn) -> bytes:
     """The delivered body, serialised once at ingest: what is signed is what is sent."""
-    envelope = {
+    envelope: dict[str, Any] = {
         "business_id": event.business_id,
         "type": event.type,
         "timestamp": event.timestamp,
         "data": event.data,
     }
+    if event.ordering_key is not None:
+        envelope["ordering_key"] = event.ordering_key
     return codec.dumps(envelope)
 
 
@@ -124,6 +126,7 @@ class Store:
                     fingerprint=item.fingerprint,
                     only_endpoint=item.only_endpoint,
                     idempotency_key=item.idempotency_key,
+                    ordering_key=ev.ordering_key,
                 )
             )
             filled += len(group[-1].body)
@@ -218,6 +221,8 @@ class Store:
                 [{"secret": self._seal(secret, endpoint_id), "expires_at": None}]
             ),
             "disabled": "0",
+            "ordered": "1" if fields.ordered else "0",
+            "on_exhausted": fields.on_exhausted or "block",
             "created_at": now,
             "updated_at": now,
         }
@@ -296,7 +301,8 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.endpoint_stats(endpoint_id), fields)
             pipe.zcount(keys.endpoint_inflight(endpoint_id), now_ms(), "+inf")
-            counts, in_flight = await pipe.execute()
+            pipe.zcard(keys.ordering_blocked(endpoint_id))
+            counts, in_flight, blocked = await pipe.execute()
         hourly = [int(c or 0) for c in counts]
         ok, failed = sum(hourly[0::2]), sum(hourly[1::2])
         view = endpoint_view(raw)
@@ -307,6 +313,7 @@ class Store:
             "attempts_24h": ok + failed,
             "success_rate_24h": round(ok / (ok + failed), 4) if ok + failed else None,
             "in_flight": int(in_flight),
+            "blocked_keys": int(blocked),
             "hourly": [
                 {
                     "hour": iso_ms((hour - 23 + i) * 3_600_000),
@@ -341,8 +348,15 @@ class Store:
             mapping["headers"] = sealed_headers.seal(self.box, endpoint_id, fields.headers)
         if fields.max_in_flight is not None:
             mapping["max_in_flight"] = fields.max_in_flight
+        if fields.ordered is not None:
+            mapping["ordered"] = "1" if fields.ordered else "0"
+        if fields.on_exhausted is not None:
+            mapping["on_exhausted"] = fields.on_exhausted
         key = keys.endpoint(endpoint_id)
         await self.write_if_exists(key, endpoint_id, lambda _raw: mapping)
+        if fields.ordered is False:
+            # Deliveries waiting behind an ordering key go now (a no-op if none wait).
+            await self.scripts.ordering_release(endpoint_id)
         return await self.get_endpoint(endpoint_id)
 
     async def write_if_exists(self, key: str, endpoint_id: str, make: Any) -> None:
@@ -409,7 +423,7 @@ class Store:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.business_endpoints(raw["business_id"]), endpoint_id)
             pipe.srem(keys.ENDPOINTS, endpoint_id)
-            pipe.delete(keys.endpoint(endpoint_id))
+            pipe.delete(keys.endpoint(endpoint_id), keys.ordering_blocked(endpoint_id))
             # its deliveries stay listable until they expire, and so does their index
             pipe.pexpire(keys.index_endpoint(endpoint_id), int(self.settings.retention * 1000))
             await pipe.execute()
@@ -530,6 +544,8 @@ class Store:
             endpoint_id=endpoint_id,
             chain=int(reply.chain),
             event_type=as_str(reply.event_type),
+            ordering_key=as_str(reply.ordering_key),
+            sequence=int(reply.sequence or 0),
         )
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
@@ -577,6 +593,8 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "description": raw.get("description", ""),
         "headers": masked(sealed_headers.names(raw.get("headers"))),
         "max_in_flight": int(raw.get("max_in_flight") or DEFAULT_MAX_IN_FLIGHT),
+        "ordered": raw.get("ordered") == "1",
+        "on_exhausted": raw.get("on_exhausted") or "block",
         "disabled": raw.get("disabled") == "1",
         "disabled_reason": raw.get("disabled_reason") or None,
         "disabled_at": iso_ms(raw.get("disabled_at")),
@@ -599,6 +617,8 @@ def delivery_view(raw: dict[str, str], delivery_id: str) -> dict[str, Any]:
         "attempt_count": int(raw.get("attempts") or 0),
         "replays": int(raw.get("chain") or 0),
         "next_attempt_at": iso_ms(raw.get("next_attempt_at")) if status == "pending" else None,
+        "ordering_key": raw.get("okey") or None,
+        "sequence": int(raw["seq"]) if raw.get("seq") else None,
         "created_at": iso_ms(raw.get("created_at")),
         "updated_at": iso_ms(raw.get("updated_at")),
     }

@@ -68,6 +68,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/endpoints/{id}/enable"): Rule("endpoints:write", "ep"),
     ("POST", "/v1/endpoints/{id}/test"): Rule("endpoints:write", "ep"),
     ("POST", "/v1/endpoints/{id}/replay"): Rule("deliveries:replay", "ep"),
+    ("GET", "/v1/endpoints/{id}/ordering/blocked"): Rule("read", "ep"),
+    # skipping gives up on a delivery, as a replay retries one
+    ("POST", "/v1/endpoints/{id}/ordering/keys/{key}/skip"): Rule("deliveries:replay", "ep"),
     ("GET", "/v1/deliveries"): READ,
     ("GET", "/v1/deliveries/{id}"): Rule("read", "dlv"),
     ("POST", "/v1/deliveries/{id}/replay"): Rule("deliveries:replay", "dlv"),

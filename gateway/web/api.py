@@ -85,6 +85,8 @@ def as_sent(event: schemas.EventIn) -> dict[str, Any]:
     }
     if event.timestamp is not UNSET:
         sent["timestamp"] = event.timestamp
+    if event.ordering_key is not UNSET:
+        sent["ordering_key"] = event.ordering_key
     return sent
 
 
@@ -340,6 +342,22 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     return answer(result, schemas.Replay, status=202)
 
 
+async def list_blocked_keys(request: web.Request) -> web.Response:
+    query = bodies.convert(dict(request.query), schemas.BlockedQuery)
+    page = await request.app[RECOVERY].blocked_keys(
+        path_id(request, "ep"), limit=query.limit, cursor=_given(query.cursor)
+    )
+    return answer(page, schemas.BlockedKeyList)
+
+
+async def skip_ordering_key(request: web.Request) -> web.Response:
+    endpoint_id = path_id(request, "ep")
+    ordering_key = validation.ordering_key(request.match_info["key"], "key")
+    result = await request.app[RECOVERY].skip_key(endpoint_id, ordering_key)
+    audit.note(request, f"{endpoint_id} {result['skipped_delivery_id']}")
+    return answer(result, schemas.KeySkipped)
+
+
 async def get_replay(request: web.Request) -> web.Response:
     view = await request.app[RECOVERY].get_replay(path_id(request, "rpl"))
     return answer(view, schemas.Replay)
@@ -443,6 +461,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"/v1/endpoints/{ep}/disable", disable_endpoint)
     r.add_post(f"/v1/endpoints/{ep}/enable", enable_endpoint)
     r.add_post(f"/v1/endpoints/{ep}/test", test_endpoint)
+    r.add_get(f"/v1/endpoints/{ep}/ordering/blocked", list_blocked_keys)
+    # an ordering key may hold any printable character; the router hands it over unquoted
+    r.add_post(f"/v1/endpoints/{ep}/ordering/keys/{{key:[^/]+}}/skip", skip_ordering_key)
     r.add_get("/v1/deliveries", list_deliveries)
     r.add_get(f"/v1/deliveries/{dlv}", get_delivery)
     r.add_post(f"/v1/deliveries/{dlv}/replay", replay_delivery)

@@ -89,6 +89,13 @@ BUSINESS_IN_PATH = {
     "schema": {"type": "string", "pattern": formats.BUSINESS_ID},
     "description": "the business the link opens the portal for",
 }
+ORDERING_KEY_IN_PATH = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": formats.ORDERING_KEY},
+    "description": "the ordering key, percent-encoded",
+}
 DISABLED = "the endpoint is disabled: enable it first (endpoint_disabled)"
 CONCURRENT = "the endpoint is being changed concurrently; try again"
 S = schemas
@@ -216,6 +223,25 @@ OPERATIONS = (
         {202: (S.TestSent, "Sent through the normal path")},
         id_kind="ep",
         conflict=DISABLED,
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}/ordering/blocked",
+        "Ordering keys held by a head whose retries are spent, longest blocked first",
+        {200: (S.BlockedKeyList, "A page of blocked keys")},
+        id_kind="ep",
+        query=S.BlockedQuery,
+    ),
+    Operation(
+        "post",
+        "/v1/endpoints/{id}/ordering/keys/{key}/skip",
+        "Move an ordering key past its head; the key's next delivery goes",
+        {200: (S.KeySkipped, "Skipped: the head stays failed, and can be replayed")},
+        id_kind="ep",
+        parameters=(ORDERING_KEY_IN_PATH,),
+        conflict="an attempt of the key's head is open right now (attempt_in_flight)",
+        description="A blocked head stays failed; a head still being retried ends failed with "
+        "the reason skipped. 404 when no delivery holds the key.",
     ),
     Operation(
         "get",

@@ -116,6 +116,22 @@ Subscription = Annotated[
     ),
 ]
 IdempotencyKey = Annotated[str, Meta(pattern=formats.IDEMPOTENCY_KEY, examples=["order-42"])]
+OrderingKey = Annotated[
+    str,
+    Meta(
+        pattern=formats.ORDERING_KEY,
+        description="events with the same key reach each ordered endpoint in the order they "
+        "were accepted, one at a time (README, Ordering); e.g. the subscription's id",
+        examples=["sub_9KQ2"],
+    ),
+]
+OnExhausted = Annotated[
+    Literal["block", "skip"],
+    Meta(
+        description="when the first of a key's waiting deliveries fails for good: block (the "
+        "key waits for an operator's replay or skip) or skip (the key goes on without it)"
+    ),
+]
 RFC3339 = Annotated[
     str,
     Meta(
@@ -245,6 +261,7 @@ class EventIn(RequestBody):
         Annotated[RFC3339 | None, Meta(description="absent or null: the time of ingest")]
         | UnsetType
     ) = UNSET
+    ordering_key: OrderingKey | UnsetType = UNSET
 
 
 class BatchItem(EventIn):
@@ -274,6 +291,12 @@ class BatchEnvelope(RequestBody):
     events: Annotated[list[msgspec.Raw], _EVENTS]
 
 
+_ORDERED = (
+    "deliver the events that share an ordering_key one at a time, in the order they were "
+    "accepted (README, Ordering); events without a key go unordered"
+)
+
+
 class EndpointIn(RequestBody):
     """A new endpoint."""
 
@@ -283,6 +306,8 @@ class EndpointIn(RequestBody):
     description: Description | None = None
     headers: Headers | None = None
     max_in_flight: InFlight | None = None
+    ordered: Annotated[bool, Meta(description=_ORDERED)] = False
+    on_exhausted: OnExhausted = "block"
 
 
 class EndpointPatch(RequestBody):
@@ -297,6 +322,8 @@ class EndpointPatch(RequestBody):
     description: Description | None = None
     headers: Headers | None = None
     max_in_flight: InFlight | None = None
+    ordered: Annotated[bool, Meta(description=_ORDERED)] | UnsetType = UNSET
+    on_exhausted: OnExhausted | UnsetType = UNSET
 
 
 class EventTypeIn(RequestBody):
@@ -391,6 +418,16 @@ class DeliveryQuery(RequestBody):
     event_type: Annotated[EventType, Meta(description="only this type")] | UnsetType = UNSET
     since: TimeSpec | UnsetType = UNSET
     until: TimeSpec | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")] = DEFAULT_PAGE
+    cursor: (
+        Annotated[str, Meta(pattern=_CURSOR, description="next_cursor of the previous page")]
+        | UnsetType
+    ) = UNSET
+
+
+class BlockedQuery(RequestBody):
+    """The paging of GET /v1/endpoints/{id}/ordering/blocked."""
+
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="page size")] = DEFAULT_PAGE
     cursor: (
         Annotated[str, Meta(pattern=_CURSOR, description="next_cursor of the previous page")]
@@ -505,7 +542,15 @@ class Delivery(Answer):
     reason: str | None
     attempt_count: int
     replays: Annotated[int, Meta(description="how many times it was replayed")]
-    next_attempt_at: Timestamp | None
+    next_attempt_at: Annotated[
+        Timestamp | None,
+        Meta(description="null while pending: it waits behind its ordering key's head"),
+    ]
+    ordering_key: Annotated[str | None, Meta(description="on an ordered endpoint only")]
+    sequence: Annotated[
+        int | None,
+        Meta(description="its number among its ordering key's events on this endpoint"),
+    ]
     created_at: Timestamp | None
     updated_at: Timestamp | None
     attempts: (
@@ -527,6 +572,7 @@ class EventBody(Answer):
     type: str
     timestamp: str
     data: dict[str, Any]
+    ordering_key: str | UnsetType = UNSET
 
 
 class Event(Answer):
@@ -571,6 +617,7 @@ class EndpointHealth(Answer):
     attempts_24h: int
     success_rate_24h: float | None
     in_flight: int
+    blocked_keys: Annotated[int, Meta(description="ordering keys blocked behind a failed head")]
     hourly: Annotated[list[HourlyCount], Meta(description="the last 24 hours, oldest first")]
 
 
@@ -584,6 +631,8 @@ class Endpoint(Answer):
     description: str
     headers: MaskedHeaders
     max_in_flight: int
+    ordered: bool
+    on_exhausted: OnExhausted
     disabled: bool
     disabled_reason: str | None
     disabled_at: Timestamp | None
@@ -604,6 +653,32 @@ class EndpointWithSecret(Endpoint, kw_only=True):
 
 class EndpointList(Answer):
     data: list[Endpoint]
+
+
+class BlockedKey(Answer):
+    """An ordering key held by a head whose retries are spent."""
+
+    key: str
+    head_delivery_id: DeliveryId
+    blocked_since: Timestamp | None
+    waiting: Annotated[int, Meta(description="deliveries of the key waiting behind the head")]
+
+
+class BlockedKeyList(Answer):
+    """An ordered endpoint's blocked keys, longest blocked first."""
+
+    data: list[BlockedKey]
+    next_cursor: Annotated[str | None, Meta(description="null on the last page")]
+
+
+class KeySkipped(Answer):
+    """An ordering key moved past its head."""
+
+    key: str
+    skipped_delivery_id: DeliveryId
+    next_delivery_id: Annotated[
+        DeliveryId | None, Meta(description="the key's delivery going now; null: none waits")
+    ]
 
 
 class Replay(Answer):

@@ -46,6 +46,7 @@ from gateway.web.schemas import (
 
 BUSINESS_ID_RE = re.compile(formats.BUSINESS_ID)
 IDEMPOTENCY_KEY_RE = re.compile(formats.IDEMPOTENCY_KEY)
+ORDERING_KEY_RE = re.compile(formats.ORDERING_KEY)
 HEADER_NAME_RE = re.compile(formats.HEADER_NAME)
 HEADER_VALUE_RE = re.compile(formats.HEADER_VALUE)
 DATE_TIME_RE = re.compile(formats.DATE_TIME)
@@ -107,7 +108,11 @@ def event_of(event: schemas.EventIn, prefix: str = "", raw: bytes | None = None)
     else:
         timestamp(stamp, prefix + "timestamp")
     return model.EventIn(
-        business_id=event.business_id, type=event.type, timestamp=stamp, data=event.data
+        business_id=event.business_id,
+        type=event.type,
+        timestamp=stamp,
+        data=event.data,
+        ordering_key=None if event.ordering_key is UNSET else event.ordering_key,
     )
 
 
@@ -115,6 +120,18 @@ def event_in(obj: Any, prefix: str = "") -> model.EventIn:
     """An event as the billing core posts it, from parsed JSON: ``{"business_id", "type",
     "data", "timestamp"?}``."""
     return event_of(bodies.convert(obj, schemas.EventIn, prefix), prefix)
+
+
+def ordering_key(value: Any, field: str = "ordering_key") -> str:
+    """An ordering key from elsewhere than a JSON body (a path), which may hold what JSON
+    decoding refuses: a lone surrogate, from bytes that were not UTF-8."""
+    if not isinstance(value, str) or not ORDERING_KEY_RE.match(value):
+        raise ValidationFailed(field, "must be " + schemas.WORDS[formats.ORDERING_KEY])
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValidationFailed(field, "must be UTF-8 text") from None
+    return value
 
 
 def idempotency_key(value: Any, field: str = "Idempotency-Key") -> str:
@@ -310,6 +327,10 @@ def endpoint_of(
         values["headers"] = custom_headers(body.headers)
     if body.max_in_flight is not None:
         values["max_in_flight"] = int(body.max_in_flight)  # a multiple of 1 (schemas.InFlight)
+    if body.ordered is not UNSET:
+        values["ordered"] = body.ordered
+    if body.on_exhausted is not UNSET:
+        values["on_exhausted"] = body.on_exhausted
     return model.EndpointFields(**values)
 
 

@@ -7,10 +7,11 @@
 -- `busy_defer` ms under a new job). The cap is the endpoint's own (`default_cap` when it set
 -- none), never more than `max_cap`: an endpoint stored before that bound holds no more.
 -- Returns {'go', body, url, secrets, headers, attempt, event_id, endpoint_id, chain,
--- event_type} or {kind} for an attempt not to make.
+-- event_type, ordering key, sequence} ('' and '' for an unordered delivery) or {kind} for an
+-- attempt not to make.
 local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap, max_cap)
   local d = redis.call('HMGET', dkey, 'status', 'job', 'endpoint_id', 'attempt', 'chain',
-                       'event_type')
+                       'event_type', 'okey', 'seq')
   if not d[1] then return {'gone'} end
   if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return {'stale'} end
   local event_id = 'evt_' .. string.sub(did, 5, 30)
@@ -39,5 +40,6 @@ local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap, ma
   end
   redis.call('ZADD', inflight, NOW + lease, did)
   redis.call('PEXPIRE', inflight, lease * 2)
-  return {'go', body, ep[1], ep[2], ep[3] or '', d[4], event_id, d[3], d[5] or '0', d[6] or ''}
+  return {'go', body, ep[1], ep[2], ep[3] or '', d[4], event_id, d[3], d[5] or '0', d[6] or '',
+          d[7] or '', d[8] or ''}
 end

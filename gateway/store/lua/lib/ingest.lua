@@ -1,13 +1,17 @@
 --@include lib/counts.lua
 --@include lib/match.lua
 --@include lib/jobs.lua
+--@include lib/ordering.lua
 
 -- Stores an event and one delivery per matching endpoint (only `only_ep` when given), with
--- the first attempt of each on arq's queue; returns the delivery ids.
+-- the first attempt of each on arq's queue; returns the delivery ids. An event with an
+-- ordering key `okey` ('' for none) joins that key on each ordered endpoint (lib/ordering.lua):
+-- its delivery there gets the key's next sequence number, and waits, with no job yet, when
+-- another delivery of the key goes before it.
 -- `seen`, when given, keeps the endpoints of each business and the fields of each endpoint
 -- read so far in this script call: INGEST_MANY passes one, since ingest changes neither;
 -- scripts that also disable endpoints pass none.
-local function ingest_event(event_id, body, etype, business_id, only_ep, seen)
+local function ingest_event(event_id, body, etype, business_id, only_ep, seen, okey)
   local stem = string.sub(event_id, 5)
   local endpoints
   if only_ep ~= '' then
@@ -25,7 +29,7 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen)
   for _, ep in ipairs(endpoints) do
     local f = seen and seen['ep:' .. ep]
     if not f then
-      f = redis.call('HMGET', key_endpoint(ep), 'types', 'disabled')
+      f = redis.call('HMGET', key_endpoint(ep), 'types', 'disabled', 'ordered')
       if seen then seen['ep:' .. ep] = f end
     end
     if f[1] and (only_ep ~= '' or matches(f[1], etype)) then
@@ -38,15 +42,28 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen)
                    'chain', 0, 'status', 'skipped', 'attempt', 0, 'reason', 'endpoint_disabled')
         count('deliveries_skipped', 1)
       else
-        -- what schedule() writes for the first attempt, in the same HSET
-        local job = job_name(did, 0, 1, 0)
-        redis.call('HSET', dkey, 'endpoint_id', ep, 'business_id', business_id,
-                   'event_type', etype, 'created_at', NOW, 'updated_at', NOW, 'redefers', 0,
-                   'chain', 0, 'status', 'pending', 'job', job_suffix(did, job),
-                   'attempt', 1, 'next_attempt_at', NOW)
+        local seq, move, advance = nil, 'go', false
+        if okey and okey ~= '' and f[3] == '1' then
+          seq, move, advance = ord_join(ep, okey, did, nil)
+        end
+        if move == 'go' then
+          -- what schedule() writes for the first attempt, in the same HSET
+          local job = job_name(did, 0, 1, 0)
+          redis.call('HSET', dkey, 'endpoint_id', ep, 'business_id', business_id,
+                     'event_type', etype, 'created_at', NOW, 'updated_at', NOW, 'redefers', 0,
+                     'chain', 0, 'status', 'pending', 'job', job_suffix(did, job),
+                     'attempt', 1, 'next_attempt_at', NOW)
+          enqueue(job, ATTEMPT_FUNCTION, did, NOW)
+          redis.call('ZADD', KEY_DUE, NOW, did)
+        else
+          redis.call('HSET', dkey, 'endpoint_id', ep, 'business_id', business_id,
+                     'event_type', etype, 'created_at', NOW, 'updated_at', NOW, 'redefers', 0,
+                     'chain', 0, 'status', 'pending', 'job', '', 'attempt', 1,
+                     'next_attempt_at', '', 'reason', 'waiting')
+        end
+        if seq then redis.call('HSET', dkey, 'okey', okey, 'seq', seq) end
         redis.call('SADD', key_endpoint_pending(ep), did)
-        enqueue(job, ATTEMPT_FUNCTION, did, NOW)
-        redis.call('ZADD', KEY_DUE, NOW, did)
+        if advance then ord_advance(ep, okey, key_ordering_state(ep, okey)) end
       end
       redis.call('PEXPIRE', dkey, RETENTION)
       redis.call('ZADD', KEY_INDEX_ALL, 0, entry .. did)
