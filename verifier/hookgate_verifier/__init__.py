@@ -20,6 +20,7 @@ from .errors import (
 from .extras import MissingExtra
 from .headers import HeadersLike
 from .keys import generate_ed25519_keypair, generate_secret
+from .ordering import Ordering, SequenceCheck, check_sequence, read_ordering
 from .replay import AsyncSeenStore, MemorySeenStore, SeenStore
 from .signing import new_webhook_id, sign, signed_headers
 from .verifier import DEFAULT_TOLERANCE, ENV_SECRET, Verifier
@@ -36,15 +37,19 @@ __all__ = [
     "MemorySeenStore",
     "MissingExtra",
     "MissingHeaders",
+    "Ordering",
     "ReplayCheckUnavailable",
     "Replayed",
     "SeenStore",
+    "SequenceCheck",
     "TimestampOutOfTolerance",
     "VerificationError",
     "Verifier",
+    "check_sequence",
     "generate_ed25519_keypair",
     "generate_secret",
     "new_webhook_id",
+    "read_ordering",
     "sign",
     "signed_headers",
 ]
