@@ -27,6 +27,7 @@ Action = Literal[
     "endpoint.enable",
     "endpoint.test",
     "endpoint.replay",  # a bulk replay of an endpoint's deliveries
+    "endpoint.ordering_skip",  # an ordering key moved past its head
     "endpoint.auto_disable",  # hookgate's own: a 410, or failing for HOOKGATE_DISABLE_AFTER
     "delivery.replay",
     "api_key.create",

@@ -77,6 +77,7 @@ API_ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/v1/endpoints/{id}/enable"): Action("endpoint.enable", "ep"),
     ("POST", "/v1/endpoints/{id}/test"): Action("endpoint.test", "ep"),
     ("POST", "/v1/endpoints/{id}/replay"): Action("endpoint.replay", "ep"),
+    ("POST", "/v1/endpoints/{id}/ordering/keys/{key}/skip"): Action("endpoint.ordering_skip", "ep"),
     ("POST", "/v1/deliveries/{id}/replay"): Action("delivery.replay", "dlv"),
     ("POST", "/v1/api-keys"): Action("api_key.create"),
     ("DELETE", "/v1/api-keys/{id}"): Action("api_key.revoke", "key"),
