@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from gateway import __version__
+from gateway.cli import trigger
 from gateway.cli.commands import register
 from gateway.core.errors import ConfigError, HookgateError
 from gateway.core.settings import Settings
@@ -135,3 +136,4 @@ def dev(data_dir: str) -> None:
 
 
 register(main)
+trigger.register(main)
