@@ -3,10 +3,14 @@
   parse_only     an aiohttp handler that parses a 1 KB JSON event and answers 202
   naive_durable  the same plus one Redis MULTI (HSET + LPUSH) per request
   naive_batch    a 100-event batch parsed, then one MULTI with an HSET + LPUSH per event
-  deliver        a bare aiohttp client POSTing 1 KB HMAC-signed bodies to the bench receiver
+  deliver        a bare aiohttp client POSTing 1 KB HMAC-signed bodies to the bench receiver;
+                 with IN_FLIGHT 1 and an ORDERING_KEY, one at a time, each with the
+                 ``webhook-ordering-key`` and ``webhook-sequence`` headers an ordered endpoint's
+                 deliveries carry: the ceiling of one key's deliveries, one in flight
 
 Servers: ``python -m bench.baselines serve ROLE PORT REDIS_PORT``.
-Client:  ``python -m bench.baselines deliver URL COUNT IN_FLIGHT`` (prints the count sent).
+Client:  ``python -m bench.baselines deliver URL COUNT IN_FLIGHT [ORDERING_KEY]`` (prints the
+count that got a 2xx).
 """
 
 from __future__ import annotations
@@ -58,8 +62,11 @@ def ingest_app(role: str, redis_port: int) -> web.Application:
     return app
 
 
-async def deliver(url: str, count: int, in_flight: int) -> int:
-    """POSTs ``count`` signed 1 KB bodies with ``in_flight`` at once; returns how many got 2xx."""
+async def deliver(url: str, count: int, in_flight: int, ordering_key: str = "") -> int:
+    """POSTs ``count`` signed 1 KB bodies with ``in_flight`` at once; returns how many got 2xx.
+
+    With an ``ordering_key`` each also carries that key and its sequence number (1, 2, 3 … in
+    the order sent), as a delivery from an ordered endpoint does."""
     key = os.urandom(24)
     left = count
     ok = 0
@@ -69,6 +76,7 @@ async def deliver(url: str, count: int, in_flight: int) -> int:
             nonlocal left, ok
             while left > 0:
                 left -= 1
+                sequence = count - left
                 mid = "msg_" + uuid.uuid4().hex
                 ts = str(int(time.time()))
                 signed = f"{mid}.{ts}.".encode() + EVENT_BYTES
@@ -79,6 +87,9 @@ async def deliver(url: str, count: int, in_flight: int) -> int:
                     "webhook-signature": "v1," + base64.b64encode(mac).decode(),
                     "content-type": "application/json",
                 }
+                if ordering_key:
+                    headers["webhook-ordering-key"] = ordering_key
+                    headers["webhook-sequence"] = str(sequence)
                 async with session.post(url, data=EVENT_BYTES, headers=headers) as resp:
                     await resp.read()
                     ok += 200 <= resp.status < 300
@@ -92,7 +103,8 @@ def main(argv: list[str]) -> None:
         app: Any = ingest_app(argv[1], int(argv[3]))
         web.run_app(app, host="127.0.0.1", port=int(argv[2]), access_log=None, print=None)
     elif argv[0] == "deliver":
-        print(asyncio.run(deliver(argv[1], int(argv[2]), int(argv[3]))), flush=True)
+        key = argv[4] if len(argv) > 4 else ""
+        print(asyncio.run(deliver(argv[1], int(argv[2]), int(argv[3]), key)), flush=True)
     else:
         sys.exit(f"usage: see {__doc__}")
 

@@ -243,6 +243,17 @@ def render_markdown(
         f"- **Delivery throughput**: {sizes.deliveries:,} deliveries queued through the batch API "
         "with the worker stopped, then one worker started; the rate is counted from the first "
         "to the last arrival at the receiver, for hookgate and the baseline alike.",
+        f"- **Ordering**: {sizes.ordering_keys:,} ordering keys x {sizes.ordering_per_key} "
+        "events, keys interleaved, queued through the batch API with the worker stopped, then "
+        "delivered by one worker through an `ordered` endpoint; the baseline is the same "
+        "events (keys included) through an unordered endpoint, interleaved run by run. One hot "
+        f"key of {sizes.hot_key_events:,} events goes one delivery at a time: its baseline is "
+        "the `deliver` client sending to the same receiver with one request in flight, the "
+        "ceiling of any ordered delivery of one key. The receiver checks every delivery's "
+        "`webhook-sequence` per `webhook-ordering-key` and the run fails if one arrives before "
+        "its predecessor. Redis bytes per pending event: `used_memory` delta over "
+        f"{sizes.ordering_pending:,} queued events over {sizes.ordering_keys:,} keys, ordered "
+        "(one job per key, the others waiting) against unordered.",
         f"- **Latency**: {sizes.latency_rate:g} events/s for {sizes.latency_seconds:g} s, "
         f"{sizes.latency_runs} runs; the sweep runs {sizes.sweep_seconds:g} s per load.",
         f"- **Memory**: Redis `used_memory` delta over {sizes.pending:,} stored events (each "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import re
 import shutil
 import statistics
@@ -22,9 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench import report
 from bench.load import WRK_INSTALL, paced, percentile, post_batches, wrk
-from bench.payloads import EVENT_BYTES, EVENT_SIZE, batch_bytes
+from bench.payloads import BUSINESS_ID, EVENT, EVENT_BYTES, EVENT_SIZE, batch_bytes
 from bench.procs import AUTH, BenchError, Cluster, Proc, get_json, have, post_empty
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +51,10 @@ class Sizes:
     pending: int
     slow_receiver_delay: float
     rss_seconds: float
+    ordering_keys: int
+    ordering_per_key: int
+    hot_key_events: int
+    ordering_pending: int
 
 
 FULL = Sizes(
@@ -65,6 +72,10 @@ FULL = Sizes(
     pending=100_000,
     slow_receiver_delay=2.0,
     rss_seconds=8,
+    ordering_keys=1_000,
+    ordering_per_key=10,
+    hot_key_events=2_000,
+    ordering_pending=10_000,
 )
 QUICK = Sizes(
     wrk_seconds=1,
@@ -81,6 +92,10 @@ QUICK = Sizes(
     pending=2_000,
     slow_receiver_delay=0.5,
     rss_seconds=1,
+    ordering_keys=50,
+    ordering_per_key=4,
+    hot_key_events=100,
+    ordering_pending=500,
 )
 
 
@@ -449,6 +464,200 @@ def bench_delivery(ctx: Context) -> list[Figure]:
     ]
 
 
+# ---- 3b. ordered delivery per key --------------------------------------------------------------
+
+
+def ordering_batches(keys: list[str], per_key: int, size: int = 100) -> list[bytes]:
+    """``per_key`` 1 KB events of each key, keys interleaved (key k's event j at position
+    j * len(keys) + k), as batch bodies of ``size`` events."""
+    items = [{**EVENT, "ordering_key": key} for _ in range(per_key) for key in keys]
+    return [
+        json.dumps({"events": items[i : i + size]}).encode() for i in range(0, len(items), size)
+    ]
+
+
+async def post_bodies(url: str, bodies: list[bytes], concurrency: int = 4) -> int:
+    """POSTs each batch body once, ``concurrency`` at once; returns how many events were
+    accepted."""
+    accepted = 0
+    todo = iter(bodies)
+    hdrs = {"Content-Type": "application/json", **AUTH}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            nonlocal accepted
+            for body in todo:
+                async with session.post(url, data=body, headers=hdrs) as resp:
+                    reply = await resp.json()
+                    if resp.status != 202 or reply.get("rejected"):
+                        raise BenchError(f"{url}: {resp.status} {str(reply)[:500]}")
+                    accepted += int(reply["accepted"])
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+    return accepted
+
+
+def add_endpoint(cluster: Cluster, url: str, *, ordered: bool) -> str:
+    reply = cluster.request(
+        "POST",
+        "/v1/endpoints",
+        {"business_id": BUSINESS_ID, "url": url, "max_in_flight": 100, "ordered": ordered},
+    )
+    return str(reply["id"])
+
+
+def queue_keyed(cluster: Cluster, bodies: list[bytes], count: int, *, due: int) -> None:
+    """The events of ``bodies`` through the batch API, the worker not running; checks that
+    ``count`` were stored and ``due`` deliveries have a job (on an ordered endpoint, one per
+    key: the others wait behind their key's head)."""
+    accepted = asyncio.run(post_bodies(cluster.gateway_url + "/v1/events/batch", bodies))
+    stored, jobs = cluster.counter("events_ingested"), cluster.pending()
+    if accepted != count or stored != count or jobs != due:
+        raise BenchError(
+            f"{accepted} accepted, {stored} stored, {jobs} due; wanted {count}, {count}, {due}"
+        )
+
+
+def deliver_queued(cluster: Cluster, receiver: str, count: int, timeout: float) -> Any:
+    """Starts one worker on the queued deliveries; the receiver's stats once ``count`` arrived
+    and were recorded as succeeded, the worker stopped again."""
+    post_empty(receiver + "/reset")
+    worker = cluster.start_worker()
+    stats = wait_received(receiver, count, timeout, worker)
+    deadline = time.monotonic() + 60
+    while cluster.counter("deliveries_succeeded") < count:
+        worker.check()
+        if time.monotonic() > deadline:
+            raise BenchError("deliveries arrived but were not all recorded as succeeded")
+        time.sleep(0.05)
+    worker.stop()
+    if stats["count"] != count:
+        log(f"{stats['count'] - count} duplicate arrivals (at-least-once)")
+    return stats
+
+
+def check_order(stats: Any, count: int, keys: int, *, ordered: bool) -> None:
+    """BenchError unless every delivery of an ordered endpoint came with its key and sequence
+    number and none arrived before its predecessor (and none of an unordered one did)."""
+    if stats["out_of_order"]:
+        raise BenchError(f"{stats['out_of_order']} deliveries arrived before their predecessor")
+    want = (count, keys) if ordered else (0, 0)
+    if (min(stats["sequenced"], count), stats["keys"]) != want:
+        raise BenchError(
+            f"{stats['sequenced']} arrivals of {stats['keys']} keys carried a sequence number; "
+            f"wanted {want[0]} of {want[1]}"
+        )
+
+
+def bench_ordering(ctx: Context) -> list[Figure]:
+    """Ordered delivery per key: many keys against the same load through an unordered
+    endpoint; one hot key against the ceiling of one request in flight; Redis bytes per
+    pending event, ordered against unordered."""
+    cluster, sizes = ctx.cluster, ctx.sizes
+    _, receiver = cluster.start_receiver()
+    hook = receiver + "/hook"
+    k, per_key, hot = sizes.ordering_keys, sizes.ordering_per_key, sizes.hot_key_events
+    keys = [f"key-{i:04d}" for i in range(k)]
+    n = k * per_key
+    bodies = ordering_batches(keys, per_key)
+
+    keyed: dict[str, list[float]] = {"unordered": [], "ordered": []}
+    for i in range(sizes.delivery_runs):
+        for name in keyed:
+            ordered = name == "ordered"
+            cluster.reset()
+            add_endpoint(cluster, hook, ordered=ordered)
+            queue_keyed(cluster, bodies, n, due=k if ordered else n)
+            calls = cluster.command_calls()
+            stats = deliver_queued(cluster, receiver, n, 60 + n / 50)
+            check_order(stats, n, k, ordered=ordered)
+            if ordered and i == 0:
+                record_calls(ctx, "ordered delivery, per attempt", calls, n)
+            keyed[name].append(arrival_rate(stats))
+        log(
+            f"run {i + 1}: {k:,} keys x {per_key}: unordered {keyed['unordered'][-1]:,.0f}/s, "
+            f"ordered {keyed['ordered'][-1]:,.0f}/s"
+        )
+
+    hot_bodies = ordering_batches(["hot"], hot)
+    single: dict[str, list[float]] = {"one in flight": [], "hookgate": []}
+    for i in range(sizes.delivery_runs):
+        post_empty(receiver + "/reset")
+        client = [sys.executable, "-m", "bench.baselines", "deliver", hook, str(hot), "1", "hot"]
+        done = subprocess.run(client, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        if done.returncode != 0 or done.stdout.strip() != str(hot):
+            raise BenchError(f"the deliver baseline failed: {done.stdout}{done.stderr[-2000:]}")
+        stats = wait_received(receiver, hot, 30)
+        check_order(stats, hot, 1, ordered=True)
+        single["one in flight"].append(arrival_rate(stats))
+
+        cluster.reset()
+        add_endpoint(cluster, hook, ordered=True)
+        queue_keyed(cluster, hot_bodies, hot, due=1)
+        stats = deliver_queued(cluster, receiver, hot, 60 + hot / 10)
+        check_order(stats, hot, 1, ordered=True)
+        single["hookgate"].append(arrival_rate(stats))
+        log(
+            f"run {i + 1}: one key x {hot:,}: hookgate {single['hookgate'][-1]:,.0f}/s, "
+            f"one in flight {single['one in flight'][-1]:,.0f}/s"
+        )
+
+    m = k * max(1, sizes.ordering_pending // k)
+    pending_bodies = ordering_batches(keys, m // k)
+    per_event: dict[str, float] = {}
+    for name in ("unordered", "ordered"):
+        ordered = name == "ordered"
+        cluster.reset()
+        add_endpoint(cluster, hook, ordered=ordered)
+        before = cluster.used_memory()
+        queue_keyed(cluster, pending_bodies, m, due=k if ordered else m)
+        per_event[name] = (cluster.used_memory() - before) / m
+        log(f"{m:,} events pending, {name}: {per_event[name]:,.0f} bytes each in Redis")
+
+    value, base = median(keyed["ordered"]), median(keyed["unordered"])
+    return [
+        Figure(
+            bench="ordering",
+            metric=f"{k:,} keys x {per_key} events, key-interleaved, one worker",
+            unit="deliveries/s",
+            value=value,
+            runs=keyed["ordered"],
+            baseline_name="unordered",
+            baseline=base,
+            baseline_runs=keyed["unordered"],
+            target="≥ 0.8 x unordered",
+            met=value >= 0.8 * base,
+        ),
+        Figure(
+            bench="ordering",
+            metric=f"one hot key, {hot:,} events, one worker",
+            unit="events/s",
+            value=median(single["hookgate"]),
+            runs=single["hookgate"],
+            baseline_name="one in flight",
+            baseline=median(single["one in flight"]),
+            baseline_runs=single["one in flight"],
+            target="report (one in flight is the floor of ordering)",
+            met=None,
+            note="baseline: a bare client POSTing to the same receiver one request at a time",
+        ),
+        Figure(
+            bench="ordering",
+            metric=f"Redis bytes per pending 1 KB event, {m:,} events over {k:,} keys",
+            unit="bytes/event",
+            value=per_event["ordered"],
+            runs=[per_event["ordered"]],
+            baseline_name="unordered",
+            baseline=per_event["unordered"],
+            baseline_runs=[per_event["unordered"]],
+            target="report",
+            met=None,
+            note="used_memory delta, worker stopped: one job per key, the rest waiting",
+        ),
+    ]
+
+
 # ---- 4. latency --------------------------------------------------------------------------------
 
 
@@ -671,6 +880,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "ingest": bench_ingest,
     "batch": bench_batch,
     "delivery": bench_delivery,
+    "ordering": bench_ordering,
     "latency": bench_latency,
     "memory": bench_memory,
     "verifier": bench_verifier,
