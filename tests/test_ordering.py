@@ -26,7 +26,7 @@ from support import AUTH, data_keys
 from gateway.core.settings import Settings
 from gateway.store import keys
 from gateway.store.store import Store
-from worker.signing import ordering_key_header
+from worker.signing import build_headers, ordering_key_header
 
 Client = TestClient[Any, Any]
 BUS = "bus_ord"
@@ -516,3 +516,25 @@ async def test_the_sweeper_leaves_waiting_deliveries_alone(
     assert await store.scripts.rescue(waiting["id"]) == "waiting"
     assert await store.rescue_due(int(time.time() * 1000)) == 0
     assert (await delivery(api, waiting["id"]))["next_attempt_at"] is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["sub_1", "a b", " lead and trail ", "100%", "é", "😀/x?y#z", "~!@#$^&*()", "x" * 200],
+)
+def test_the_ordering_headers_read_back_with_the_verifier(key: str) -> None:
+    headers = build_headers(
+        msg_id="evt_1",
+        timestamp=1_700_000_000,
+        body=b"{}",
+        secrets=("whsec_" + "A" * 44,),
+        custom={},
+        ordering=(key, 42),
+    )
+    got = read_ordering(headers)
+    assert got is not None and (got.key, got.sequence) == (key, 42)
+    assert all(0x21 <= ord(c) <= 0x7E for c in headers["webhook-ordering-key"])
+    plain = build_headers(
+        msg_id="evt_1", timestamp=1, body=b"{}", secrets=("whsec_" + "A" * 44,), custom={}
+    )
+    assert read_ordering(plain) is None

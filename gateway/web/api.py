@@ -343,7 +343,7 @@ async def replay_endpoint(request: web.Request) -> web.Response:
 
 
 async def list_blocked_keys(request: web.Request) -> web.Response:
-    query = bodies.convert(dict(request.query), schemas.BlockedQuery)
+    query = bodies.convert(dict(request.query), schemas.BlockedQuery, strict=False)
     page = await request.app[RECOVERY].blocked_keys(
         path_id(request, "ep"), limit=query.limit, cursor=_given(query.cursor)
     )
