@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,9 @@ class Deps:
     rules: TargetRules
     # Concurrent attempts' FINISH scripts share one round trip.
     finisher: GroupCommit[Finished, str]
+    # Takes a job that a recorded outcome made due (the worker's ``take_now``); by default
+    # nothing: the next poll takes it.
+    take_now: Callable[[str], None] = lambda job_id: None
 
 
 def make_finisher(store: Store) -> GroupCommit[Finished, str]:
@@ -126,7 +130,7 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
     )
     for i in range(FINISH_TRIES):
         try:
-            state = await deps.finisher.submit(done)
+            state, *made_due = (await deps.finisher.submit(done)).split(" ")
             break
         except RedisError as exc:
             log.warning(
@@ -138,6 +142,8 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
             await asyncio.sleep(0.2 * 2**i)
     else:
         return None
+    for next_job in made_due:  # an ordering key's next delivery: taken now, not at its poll
+        deps.take_now(next_job)
     # A failed attempt is a warning whatever happens next; ``recorded`` says only whether the
     # attempt was written (a stale or vanished delivery is not), never how the attempt went.
     log.log(

@@ -77,6 +77,7 @@ class HookgateWorker(Worker):
         self._backoff = 0.0
         self._backlog = False  # the last poll filled every free slot: more may be due
         self._room = asyncio.Event()  # set when a quarter of the slots are free
+        self._taking: set[asyncio.Task[None]] = set()
 
     async def _poll_iteration(self) -> None:
         """arq's poll, surviving a Redis outage: arq lets the error end the process; here the
@@ -104,10 +105,29 @@ class HookgateWorker(Worker):
         else:
             self._backoff = 0.0
 
+    def take_now(self, job_id: str) -> None:
+        """Takes a job a recorded outcome made due (an ordering key's next delivery) now,
+        instead of at the next poll: one key's deliveries follow each other at the pace of
+        the receiver, not of the poll. If it cannot (no free slot, shutting down, Redis
+        unavailable), the poll takes it as any other due job."""
+        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+            return
+        task = asyncio.get_running_loop().create_task(self._take(job_id))
+        self._taking.add(task)
+        task.add_done_callback(self._taking.discard)
+
+    async def _take(self, job_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._start([job_id.encode()], 1)
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
         if free <= 0 or not job_ids:
             return
+        self._backlog = await self._start(job_ids, free) >= free
+
+    async def _start(self, job_ids: list[bytes], free: int) -> int:
+        """Takes up to ``free`` of ``job_ids`` in one step and runs them; returns how many."""
         deps: Deps = self.ctx["hookgate"]
         taken = await deps.store.take_and_claim(
             job_ids,
@@ -115,7 +135,6 @@ class HookgateWorker(Worker):
             in_progress_ms=int(self.in_progress_timeout_s * 1000),
             busy_defer_ms=BUSY_DEFER_MS // 2,
         )
-        self._backlog = len(taken) >= free
         for job_id, what in taken:
             await self.sem.acquire()
             self.job_counter += 1
@@ -126,6 +145,7 @@ class HookgateWorker(Worker):
             task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+        return len(taken)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -168,6 +188,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
             timeout=settings.delivery_timeout,
             rules=settings.targets,
             finisher=make_finisher(store),
+            take_now=worker.take_now,
         )
         tasks.append(asyncio.create_task(sweep_forever(store, settings)))
         tasks.append(asyncio.create_task(heartbeat_forever(redis, settings.worker_heartbeat)))
@@ -183,7 +204,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
             await deps.session.close()
         log.info("hookgate.worker.stopped")
 
-    return HookgateWorker(
+    worker = HookgateWorker(
         functions=[
             func(replay_batch, name=queue.REPLAY_BATCH_FUNCTION, max_tries=20),
         ],
@@ -206,6 +227,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
         health_check_interval=60,
         log_results=False,
     )
+    return worker
 
 
 async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:

@@ -397,7 +397,8 @@ class Scripts:
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
         """Records attempts (FINISH_MANY, one call); returns ``ok``, ``stale`` or ``gone``
-        per attempt."""
+        per attempt, followed (space-separated) by the ids of the jobs its outcome made due
+        now: an ordering key's next delivery, for the worker to take at once."""
         args: list[Any] = [*self._common(now_ms()), self._audit_retention_ms]
         for done in many:
             # A success can emit no operational event; anything else may (exhausted, disabled).

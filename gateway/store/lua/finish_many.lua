@@ -8,7 +8,8 @@
               succeeded|retry|failed|gone, next_at_ms, latency_bucket, latency_seconds, then
               the ids of the operational events it may emit, exhausted and disabled, or '-'
               when none can be due), then its log entry (JSON)
-  Returns     per attempt: 'ok', 'stale' or 'gone'
+  Returns     per attempt: 'ok', 'stale' or 'gone', followed, space-separated, by the jobs
+              its outcome made due now (an ordering key's next delivery), if any
 ]]
 --@include lib/finish.lua
 
@@ -18,9 +19,12 @@ local function main()
   for a = 7, #ARGV, 2 do
     local did, job, outcome, next_at, bucket, latency, emit_exhausted, emit_disabled =
       string.match(ARGV[a], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-    states[#states + 1] = finish_attempt(key_delivery(did), key_delivery_attempts(did), did,
+    local before = #PROMOTED
+    local state = finish_attempt(key_delivery(did), key_delivery_attempts(did), did,
       job, ARGV[a + 1], outcome, tonumber(next_at), bucket, latency, emit_exhausted,
       emit_disabled, audit_retention)
+    for p = before + 1, #PROMOTED do state = state .. ' ' .. PROMOTED[p] end
+    states[#states + 1] = state
   end
   return states
 end
