@@ -1,15 +1,19 @@
-"""Standard Webhooks request headers for one attempt, signed with the reference library."""
+"""Standard Webhooks request headers for one attempt: ``v1`` signatures made with the reference
+library, ``v1a`` (ed25519) signatures with ``cryptography``."""
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks import Webhook
 
 from gateway import __version__
 from gateway.core.headers import reserved
+from gateway.core.signing_keys import PRIVATE_KEY_PREFIX, load_private_key
 
 USER_AGENT = f"hookgate/{__version__}"
 
@@ -20,8 +24,21 @@ def _webhook(secret: str) -> Webhook:
     return Webhook(secret)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ed25519(private_key: str) -> Ed25519PrivateKey:
+    # Decoding and loading the key costs about as much as signing a small body; keep loaded keys.
+    return load_private_key(private_key)
+
+
 def signature(msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]) -> str:
-    """``v1,<sig>`` for each secret, space-separated (several during a rotation)."""
+    """``v1,<sig>`` for each ``whsec_`` secret, ``v1a,<sig>`` for each ``whsk_`` key, over
+    ``{msg_id}.{timestamp}.{body}``, space-separated (several during a rotation)."""
+    if secrets and secrets[0].startswith(PRIVATE_KEY_PREFIX):
+        # An ed25519 endpoint's keys are all whsk_ (one scheme per endpoint, for good).
+        signed = f"{msg_id}.{timestamp}.".encode() + body
+        return " ".join(
+            "v1a," + base64.b64encode(_ed25519(s).sign(signed)).decode() for s in secrets
+        )
     when = datetime.fromtimestamp(timestamp, UTC)
     text = body.decode()
     return " ".join(_webhook(s).sign(msg_id, when, text) for s in secrets)

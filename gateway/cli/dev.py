@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import errno
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import click
 import structlog
 from aiohttp import web
 from arq.connections import ArqRedis
+from cryptography.exceptions import InvalidSignature
 
 from gateway.cli.redis_server import free_port, start_redis
 from gateway.core.errors import ConfigError, HookgateError, NotFound
@@ -28,6 +31,7 @@ from gateway.core.logs import configure
 from gateway.core.model import EndpointFields
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
+from gateway.core.signing_keys import PUBLIC_KEY_PREFIX, load_public_key
 from gateway.store.connection import check_at_start, connect
 from gateway.store.store import Store
 from gateway.web.server import start_site, wait_for_stop
@@ -35,22 +39,24 @@ from gateway.web.server import start_site, wait_for_stop
 log = structlog.get_logger("hookgate.dev")
 
 DEMO_BUSINESS = "bus_demo"
+TOLERANCE_S = 300  # how far webhook-timestamp may be from now, as the reference library allows
 
 
-SecretSource = Callable[[], Awaitable[list[str]]]
+# The keys that verify deliveries to the receiver: whsec_ secrets and whpk_ public keys.
+KeySource = Callable[[], Awaitable[list[str]]]
 
 
-def receiver_app(secrets: SecretSource) -> web.Application:
+def receiver_app(keys: KeySource) -> web.Application:
     """A merchant endpoint that verifies every delivery and logs what it got.
 
-    It accepts the signature of any endpoint registered with its URL, so an endpoint a
-    newcomer creates pointing here is verified too.
+    It accepts the signature of any endpoint registered with its URL, HMAC or ed25519, so an
+    endpoint a newcomer creates pointing here is verified too.
     """
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            event = _verify(await secrets(), body, request.headers)
+            event = _verify(await keys(), body, request.headers)
         except Exception as exc:  # whatever the verifier raises is a rejection here
             log.warning("hookgate.dev.receiver.rejected", reason=str(exc) or type(exc).__name__)
             return web.json_response({"error": "invalid signature"}, status=401)
@@ -67,9 +73,10 @@ def receiver_app(secrets: SecretSource) -> web.Application:
     return app
 
 
-def _verify(secrets: list[str], body: bytes, headers: Mapping[str, str]) -> Any:
-    """hookgate-verifier when installed, else the Standard Webhooks reference library."""
-    if not secrets:
+def _verify(keys: list[str], body: bytes, headers: Mapping[str, str]) -> Any:
+    """hookgate-verifier when installed, else the Standard Webhooks reference library for
+    ``whsec_`` secrets and ``cryptography`` for ``whpk_`` public keys."""
+    if not keys:
         raise ValueError("no endpoint is registered with this receiver's URL")
     try:
         from hookgate_verifier import Verifier  # type: ignore[import-not-found,unused-ignore]
@@ -77,11 +84,39 @@ def _verify(secrets: list[str], body: bytes, headers: Mapping[str, str]) -> Any:
         from standardwebhooks import Webhook
 
         lowered = {k.lower(): v for k, v in headers.items()}
-        for secret in secrets[:-1]:
+        public_keys = [k for k in keys if k.startswith(PUBLIC_KEY_PREFIX)]
+        secrets = [k for k in keys if not k.startswith(PUBLIC_KEY_PREFIX)]
+        # The last check to fail gives the reason: the ed25519 one, or the last secret's.
+        for secret in secrets[:-1] if not public_keys else secrets:
             with contextlib.suppress(Exception):
                 return Webhook(secret).verify(body, lowered)
-        return Webhook(secrets[-1]).verify(body, lowered)
-    return Verifier(secrets).verify(body, headers)
+        if not public_keys:
+            return Webhook(secrets[-1]).verify(body, lowered)
+        return _verify_ed25519(public_keys, body, lowered)
+    return Verifier(keys).verify(body, headers)
+
+
+def _verify_ed25519(public_keys: list[str], body: bytes, headers: Mapping[str, str]) -> Any:
+    """Standard Webhooks' ``v1a`` check, which the Python reference library does not make:
+    an ed25519 signature by one of ``public_keys`` over ``{id}.{timestamp}.{body}``, with a
+    timestamp within ``TOLERANCE_S`` of now. ``headers`` are lower-cased."""
+    msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    if not msg_id:
+        raise ValueError("webhook-id is missing")
+    # Twelve digits reach the year 33658; int() of a huge digit string is slow.
+    whole = stamp.isascii() and stamp.isdigit() and len(stamp) <= 12
+    if not whole or abs(time.time() - int(stamp)) > TOLERANCE_S:
+        raise ValueError("webhook-timestamp is missing, not whole seconds or too far from now")
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    for entry in headers.get("webhook-signature", "").split():
+        version, _, value = entry.partition(",")
+        if version != "v1a":
+            continue
+        for public_key in public_keys:
+            with contextlib.suppress(ValueError, InvalidSignature):  # binascii.Error: ValueError
+                load_public_key(public_key).verify(base64.b64decode(value, validate=True), signed)
+                return json.loads(body)
+    raise ValueError("no v1a signature matches a public key of this receiver's endpoints")
 
 
 @dataclasses.dataclass
@@ -191,7 +226,9 @@ async def _run(
     await _ensure_endpoint(store, state, receiver_url)
     _save_state(state_path, state)
     receiver = await start_site(
-        receiver_app(lambda: store.secrets_for_url(receiver_url)), "127.0.0.1", receiver_port
+        receiver_app(lambda: store.verification_keys_for_url(receiver_url)),
+        "127.0.0.1",
+        receiver_port,
     )
 
     try:

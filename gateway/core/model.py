@@ -29,6 +29,8 @@ class EndpointFields:
     max_in_flight: int | None = None
     ordered: bool | None = None
     on_exhausted: str | None = None  # block | skip
+    # hmac | ed25519 (``signing_keys.SCHEMES``): chosen at creation, never changed; None: hmac.
+    signing: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Claim:
 
     body: bytes
     url: str
+    # The keys that sign now, in clear, newest first: ``whsec_`` secrets (``v1`` signatures)
+    # or, for an ed25519 endpoint, ``whsk_`` signing keys (``v1a``); the prefix says which.
     secrets: tuple[str, ...]
     headers: dict[str, str]
     attempt: int

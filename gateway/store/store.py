@@ -25,6 +25,7 @@ from gateway.core.ids import id_time_ms, new_id, new_secret
 from gateway.core.model import Claim, EndpointFields, EventIn, Finished, Ingested, PreparedEvent
 from gateway.core.secretbox import SecretBox, SecretBoxError
 from gateway.core.settings import Settings
+from gateway.core.signing_keys import ED25519, HMAC, SCHEMES, new_private_key, public_key_of
 from gateway.store import keys, queue, sealed_headers
 from gateway.store.scripts import ClaimReply, NewEvent, Scripts
 
@@ -196,8 +197,9 @@ class Store:
 
     # ---- endpoints -------------------------------------------------------------------------
 
-    async def create_endpoint(self, fields: EndpointFields) -> tuple[dict[str, Any], str]:
-        """Stores a new endpoint and returns it with its signing secret.
+    async def create_endpoint(self, fields: EndpointFields) -> tuple[dict[str, Any], str | None]:
+        """Stores a new endpoint and returns it with its signing secret (None for an ed25519
+        endpoint: its private key is never shown, the view holds its public key).
 
         Refused with ``Conflict`` (``endpoint_limit``) when its business already has
         ``max_endpoints_per_business`` endpoints (counted and written in one atomic step), and
@@ -205,8 +207,11 @@ class Store:
         """
         assert fields.business_id is not None and fields.url is not None
         self._check_in_flight(fields)
+        signing = fields.signing or HMAC
+        if signing not in SCHEMES:
+            raise ValidationFailed("signing", "must be one of " + ", ".join(SCHEMES))
         endpoint_id = new_id("ep")
-        secret = new_secret()
+        entry, secret = self._new_signing_key(signing, endpoint_id)
         now = now_ms()
         mapping = {
             "id": endpoint_id,
@@ -217,9 +222,8 @@ class Store:
             "headers": sealed_headers.seal(self.box, endpoint_id, fields.headers or {}),
             "max_in_flight": fields.max_in_flight
             or min(DEFAULT_MAX_IN_FLIGHT, self.settings.max_in_flight),
-            "secrets": json.dumps(
-                [{"secret": self._seal(secret, endpoint_id), "expires_at": None}]
-            ),
+            "signing": signing,
+            "secrets": json.dumps([entry]),
             "disabled": "0",
             "ordered": "1" if fields.ordered else "0",
             "on_exhausted": fields.on_exhausted or "block",
@@ -251,6 +255,25 @@ class Store:
 
     def _seal(self, secret: str, endpoint_id: str) -> str:
         return self.box.seal(secret, context=endpoint_id.encode())
+
+    def _new_signing_key(self, signing: str, endpoint_id: str) -> tuple[dict[str, Any], str | None]:
+        """A new entry of the endpoint's ``secrets`` list, and what an answer may show of it.
+
+        An HMAC secret is sealed and shown once. An ed25519 ``whsk_`` key is sealed the same
+        way (so rotation, grace periods and the opened-key cache treat both alike) and never
+        shown; its ``whpk_`` public key, which is no secret, is kept beside it in clear for
+        every read.
+        """
+        if signing == ED25519:
+            private_key = new_private_key()
+            sealed = self._seal(private_key, endpoint_id)
+            return {
+                "secret": sealed,
+                "expires_at": None,
+                "public_key": public_key_of(private_key),
+            }, None
+        secret = new_secret()
+        return {"secret": self._seal(secret, endpoint_id), "expires_at": None}, secret
 
     def _open_secrets(self, raw: str | bytes, endpoint_id: str, now_s: float) -> tuple[str, ...]:
         """The endpoint's secrets that still sign, in clear, newest first."""
@@ -384,37 +407,43 @@ class Store:
                     continue
         raise Conflict("the endpoint is being changed concurrently; try again")
 
-    async def rotate_secret(self, endpoint_id: str) -> tuple[dict[str, Any], str]:
-        """A new secret signs from now on; the old ones keep signing for the grace period."""
-        secret = new_secret()
+    async def rotate_secret(self, endpoint_id: str) -> tuple[dict[str, Any], str | None]:
+        """A new secret (an ed25519 endpoint: key pair) signs from now on; the old ones keep
+        signing for the grace period. Returns the endpoint and the new secret, None for an
+        ed25519 endpoint (its new public key heads the view's ``public_keys``)."""
         key = keys.endpoint(endpoint_id)
+        shown: list[str | None] = [None]
 
         def make(raw: dict[str, str]) -> dict[str, Any]:
             now = now_ms()
             until = now + int(self.settings.rotation_grace * 1000)
-            kept: list[dict[str, Any]] = [
-                {"secret": self._seal(secret, endpoint_id), "expires_at": None}
-            ]
+            entry, shown[0] = self._new_signing_key(raw.get("signing") or HMAC, endpoint_id)
+            kept: list[dict[str, Any]] = [entry]
             for old in json.loads(raw["secrets"]):
                 expires = old["expires_at"]
                 expires = until if expires is None else min(expires, until)
                 if expires > now:
-                    kept.append({"secret": old["secret"], "expires_at": expires})
+                    kept.append({**old, "expires_at": expires})  # an ed25519 key's public_key too
             return {"secrets": json.dumps(kept), "updated_at": now}
 
         await self.write_if_exists(key, endpoint_id, make)
-        return await self.get_endpoint(endpoint_id), secret
+        return await self.get_endpoint(endpoint_id), shown[0]
 
-    async def secrets_for_url(self, url: str) -> list[str]:
-        """Signing secrets of every endpoint delivering to ``url``: for ``hookgate dev``'s
-        sample receiver only, which stands in for the merchants' side."""
+    async def verification_keys_for_url(self, url: str) -> list[str]:
+        """What verifies the deliveries to ``url`` now: each HMAC endpoint's ``whsec_`` secrets
+        and each ed25519 endpoint's ``whpk_`` public keys. For ``hookgate dev``'s sample
+        receiver only, which stands in for the merchants' side."""
         ids = await awaited(self.redis.smembers(keys.ENDPOINTS))
         found: list[str] = []
         for endpoint_id in ids:
-            raw_url, raw_secrets = await awaited(
-                self.redis.hmget(keys.endpoint(as_str(endpoint_id)), ["url", "secrets"])
+            raw_url, raw_secrets, signing = await awaited(
+                self.redis.hmget(keys.endpoint(as_str(endpoint_id)), ["url", "secrets", "signing"])
             )
-            if as_str(raw_url) == url and raw_secrets:
+            if as_str(raw_url) != url or not raw_secrets:
+                continue
+            if as_str(signing) == ED25519:
+                found += signing_public_keys(json.loads(raw_secrets), now_ms())
+            else:
                 found += self._open_secrets(raw_secrets, as_str(endpoint_id), time.time())
         return found
 
@@ -582,9 +611,23 @@ def event_of(delivery_id: str) -> str:
     return "evt_" + delivery_id[4:30]
 
 
+def signing_public_keys(entries: list[dict[str, Any]], now: int) -> list[str]:
+    """The ``whpk_`` public keys of an ed25519 endpoint's ``secrets`` entries that still sign
+    at ``now`` (ms), newest first, as the worker picks the keys it signs with."""
+    return [
+        entry["public_key"]
+        for entry in entries
+        if entry.get("public_key") and (entry["expires_at"] is None or entry["expires_at"] > now)
+    ]
+
+
 def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
-    """An endpoint as the API shows it: never its secrets, nor its custom header values."""
+    """An endpoint as the API shows it: never its secrets, nor its custom header values; an
+    ed25519 endpoint's public keys, which are no secret."""
     types = raw.get("types", "")
+    entries = json.loads(raw.get("secrets") or "[]")
+    signing = raw.get("signing") or HMAC
+    public_keys = signing_public_keys(entries, now_ms()) if signing == ED25519 else []
     return {
         "id": raw["id"],
         "business_id": raw["business_id"],
@@ -598,7 +641,10 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "disabled": raw.get("disabled") == "1",
         "disabled_reason": raw.get("disabled_reason") or None,
         "disabled_at": iso_ms(raw.get("disabled_at")),
-        "secret_count": len(json.loads(raw.get("secrets") or "[]")),
+        "secret_count": len(entries),
+        "signing": signing,
+        "public_key": public_keys[0] if public_keys else None,
+        "public_keys": public_keys,
         "created_at": iso_ms(raw.get("created_at")),
         "updated_at": iso_ms(raw.get("updated_at")),
     }

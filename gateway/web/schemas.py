@@ -26,6 +26,7 @@ from gateway.core.headers import MASK, RESERVED_HEADERS, RESERVED_PREFIXES
 from gateway.core.limits import MAX_DEPTH
 from gateway.core.scopes import SCOPES, Scope
 from gateway.core.settings import IN_FLIGHT_CEILING
+from gateway.core.signing_keys import PUBLIC_KEY_PREFIX, Scheme
 from worker.retry import Outcome
 
 # ---- limits ------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ _RESERVED_TYPE = f"^{re.escape(RESERVED_FAMILY)}\\."
 # port, the address policy) are more than a pattern can say; validation.url checks them.
 _HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://"
 _CURSOR = formats.whole("[A-Za-z0-9_-]+")
+# An ed25519 public key as hookgate-verifier reads it: base64 of its 32 raw bytes.
+_PUBLIC_KEY = formats.whole(PUBLIC_KEY_PREFIX + "[A-Za-z0-9+/]{43}=")
 _TIME_SPEC = {
     "anyOf": [{"pattern": DURATION_PATTERN}, {"format": "date-time"}],
     "examples": ["2h", "2026-11-20T13:10:00Z"],
@@ -84,6 +87,7 @@ WORDS = {
     _CURSOR: "a next_cursor this API returned",
     STREAM_ID: "a next_cursor this API returned",
     ACTOR_FILTER: "an actor id: 1-64 of A-Z a-z 0-9 _",
+    _PUBLIC_KEY: "whpk_ and the base64 of a 32-byte ed25519 public key",
 }
 
 # ---- field types -------------------------------------------------------------------------
@@ -132,6 +136,16 @@ OnExhausted = Annotated[
         "key waits for an operator's replay or skip) or skip (the key goes on without it)"
     ),
 ]
+Signing = Annotated[
+    Scheme,
+    Meta(
+        description="how deliveries are signed, chosen at creation for good: hmac (v1, "
+        "HMAC-SHA256 under the whsec_ secret shown once) or ed25519 (v1a, Standard Webhooks' "
+        "asymmetric signatures: receivers verify with the whpk_ public key every answer shows; "
+        "the private key is never shown)"
+    ),
+]
+PublicKey = Annotated[str, Meta(pattern=_PUBLIC_KEY, examples=["whpk_" + "A" * 43 + "="])]
 RFC3339 = Annotated[
     str,
     Meta(
@@ -308,12 +322,16 @@ class EndpointIn(RequestBody):
     max_in_flight: InFlight | None = None
     ordered: Annotated[bool, Meta(description=_ORDERED)] = False
     on_exhausted: OnExhausted = "block"
+    signing: Signing = "hmac"
 
 
 class EndpointPatch(RequestBody):
     """The fields to change; the others stay as they are."""
 
-    refused: ClassVar[dict[str, str]] = {"business_id": "cannot be changed"}
+    refused: ClassVar[dict[str, str]] = {
+        "business_id": "cannot be changed",
+        "signing": "cannot be changed; create an endpoint with the other scheme instead",
+    }
 
     url: Url | UnsetType = UNSET
     event_types: (
@@ -637,6 +655,19 @@ class Endpoint(Answer):
     disabled_reason: str | None
     disabled_at: Timestamp | None
     secret_count: int
+    signing: Signing
+    public_key: Annotated[
+        PublicKey | None,
+        Meta(description="ed25519: the newest public key, what receivers verify with; hmac: null"),
+    ]
+    public_keys: Annotated[
+        list[PublicKey],
+        Meta(
+            description="ed25519: every public key that signs now, newest first (two during a "
+            "rotation's grace period, and each delivery carries one v1a signature per key); "
+            "hmac: empty"
+        ),
+    ]
     created_at: Timestamp | None
     updated_at: Timestamp | None
     health: (
@@ -648,7 +679,14 @@ class Endpoint(Answer):
 class EndpointWithSecret(Endpoint, kw_only=True):
     """An endpoint with its new signing secret: shown at creation and rotation only."""
 
-    secret: Annotated[str, Meta(description="only in create and rotate answers")]
+    secret: Annotated[
+        str | None,
+        Meta(
+            description="hmac: the new whsec_ secret, only in create and rotate answers; "
+            "ed25519: null, the private key is never shown (verify with public_key, the new "
+            "key pair's)"
+        ),
+    ]
 
 
 class EndpointList(Answer):

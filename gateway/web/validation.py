@@ -314,6 +314,7 @@ def endpoint_of(
     values: dict[str, Any] = {}
     if isinstance(body, schemas.EndpointIn):
         values["business_id"] = body.business_id
+        values["signing"] = body.signing  # a PATCH refuses it (schemas.EndpointPatch.refused)
     if body.url is not UNSET:
         values["url"] = url(body.url, rules)
     if body.event_types is None:
