@@ -21,7 +21,7 @@ from arq.connections import ArqRedis
 from conftest import Receiver
 from hookgate_verifier import InvalidSignature, Verifier, generate_ed25519_keypair, sign
 from hookgate_verifier.keys import load_ed25519_private_key
-from support import AUTH, data_keys
+from support import AUTH, data_keys, run_cli, wait_healthy
 from test_schemas import answer_validator
 
 from gateway.cli.dev import receiver_app
@@ -435,3 +435,20 @@ async def test_the_dev_receiver_verifies_ed25519_endpoints(
             hmac["id"]: ("succeeded", {200}),
             refused["id"]: ("failed", {401}),
         }
+
+
+async def test_the_cli_creates_an_ed25519_endpoint_and_prints_its_public_key(
+    env: dict[str, str], spawn: Any
+) -> None:
+    base = f"http://127.0.0.1:{env['HOOKGATE_PORT']}"
+    await wait_healthy(base, spawn("serve", env))
+    cli_env = {**env, "HOOKGATE_URL": base}
+    args = ("endpoints", "create", "--business", "bus_cli", "http://127.0.0.1:9/hook", "--signing")
+    made = run_cli(*args, "ed25519", env=cli_env)
+    assert made.returncode == 0, made.stderr
+    assert "public key whpk_" in made.stdout and "whsk_" not in made.stdout
+    endpoint_id = made.stdout.split()[0]
+    rotated = run_cli("endpoints", "rotate-secret", endpoint_id, env=cli_env)
+    assert rotated.returncode == 0 and "new public key whpk_" in rotated.stdout
+    bad = run_cli(*args, "rsa", env=cli_env)
+    assert bad.returncode == 2 and "rsa" in bad.stderr

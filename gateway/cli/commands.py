@@ -1,5 +1,5 @@
 """Operator commands: find deliveries, replay them, send events, manage endpoints and API keys,
-read the audit log.
+unblock ordering keys, read the audit log.
 
 They talk to a running gateway over its HTTP API (``--url``/``HOOKGATE_URL`` and ``--token``:
 an API key from ``HOOKGATE_API_KEY``, else the admin token from ``HOOKGATE_ADMIN_TOKEN``). Bad
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from gateway.cli.client import ApiClient, ApiFailure
+from gateway.core import formats
 from gateway.core.audit import ACTION_FILTERS
 from gateway.core.clock import iso_ms
 from gateway.core.durations import parse_time
@@ -119,6 +121,54 @@ def _table(rows: list[list[str]], headers: list[str]) -> None:
 
 def _short_time(value: str | None) -> str:
     return (value or "-").replace("T", " ")[:19]
+
+
+_ENDPOINT_ID_RE = re.compile(formats.IDS["ep"])
+_ORDERING_KEY_RE = re.compile(formats.ORDERING_KEY)
+
+
+def _endpoint_id(value: str) -> str:
+    """An endpoint id as hookgate makes them; exits 2 otherwise (it goes into a URL path)."""
+    if not _ENDPOINT_ID_RE.match(value):
+        _usage(f"{value!r} is not an endpoint id (ep_ and 26 characters)")
+    return value
+
+
+def _ordering_key(value: str) -> str:
+    """An ordering key as events carry them; exits 2 otherwise. A key that is not text (bytes
+    of another encoding on the command line) cannot be one either."""
+    if not value:
+        _usage("KEY: must not be empty")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        _usage("KEY: must be UTF-8 text")
+    if not _ORDERING_KEY_RE.match(value):
+        _usage(f"KEY: must be {formats.WORDS[formats.ORDERING_KEY]}")
+    return value
+
+
+ON_EXHAUSTED = ("block", "skip")
+
+
+def _on_exhausted(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and value not in ON_EXHAUSTED:
+        _usage(f"--on-exhausted: must be block or skip, not {value!r}")
+    return value
+
+
+def _page_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 500:
+        _usage(f"--limit: must be a whole number from 1 to 500, not {value!r}")
+    return int(value)
+
+
+def _ordering(e: dict[str, Any]) -> str:
+    """How an endpoint orders deliveries: ``no``, or ``yes, block`` / ``yes, skip`` (what a
+    key does when its head's retries are spent)."""
+    return f"yes, {e['on_exhausted']}" if e["ordered"] else "no"
 
 
 # ---- deliveries --------------------------------------------------------------------------
@@ -308,6 +358,10 @@ def _load_data(value: str) -> Any:
 @click.option("--data", "data_text", default="{}", show_default=True, help="JSON, or @file.json")
 @click.option("--timestamp", help="RFC 3339 time the event happened (default: now).")
 @click.option("--idempotency-key", help="Sending again with the same key creates nothing new.")
+@click.option(
+    "--ordering-key",
+    help="Events with the same key reach ordered endpoints one at a time, in order.",
+)
 @api_options
 def events_send(
     api: ApiClient,
@@ -316,6 +370,7 @@ def events_send(
     data_text: str,
     timestamp: str | None,
     idempotency_key: str | None,
+    ordering_key: str | None,
 ) -> None:
     """Send one event."""
     try:
@@ -326,6 +381,8 @@ def events_send(
     body: dict[str, Any] = {"business_id": business_id, "type": event_type, "data": data}
     if timestamp:
         body["timestamp"] = timestamp
+    if ordering_key is not None:
+        body["ordering_key"] = ordering_key
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     result = api.request("POST", "/v1/events", body, headers=headers)
     click.echo(f"{result['id']} → {_count(len(result['deliveries']), 'delivery')}")
@@ -365,11 +422,12 @@ def endpoints_ls(api: ApiClient, business_id: str | None, as_json: bool) -> None
             e["business_id"],
             "disabled" if e["disabled"] else "active",
             " ".join(e["event_types"] or ["*"]),
+            _ordering(e),
             e["url"],
         ]
         for e in found
     ]
-    _table(rows, ["endpoint", "business", "state", "types", "url"])
+    _table(rows, ["endpoint", "business", "state", "types", "ordered", "url"])
 
 
 @endpoints.command("create")
@@ -384,6 +442,23 @@ def endpoints_ls(api: ApiClient, business_id: str | None, as_json: bool) -> None
     help="Name=value sent on every delivery (repeat); values are stored encrypted.",
 )
 @click.option("--max-in-flight", type=click.IntRange(1, 1000), default=None)
+@click.option(
+    "--ordered", is_flag=True, help="Deliver the events that share an ordering key one at a time."
+)
+@click.option(
+    "--on-exhausted",
+    metavar="[block|skip]",
+    callback=_on_exhausted,
+    help="When a key's head fails for good: block the key (default) or skip to the next.",
+)
+@click.option(
+    "--signing",
+    type=click.Choice(["hmac", "ed25519"]),
+    default="hmac",
+    show_default=True,
+    help="hmac: a whsec_ secret the receiver shares; ed25519: the receiver holds only a "
+    "whpk_ public key.",
+)
 @api_options
 def endpoints_create(
     api: ApiClient,
@@ -393,8 +468,12 @@ def endpoints_create(
     description: str | None,
     headers: tuple[str, ...],
     max_in_flight: int | None,
+    ordered: bool,
+    on_exhausted: str | None,
+    signing: str,
 ) -> None:
-    """Create an endpoint delivering to ENDPOINT_URL; prints its signing secret (only now)."""
+    """Create an endpoint delivering to ENDPOINT_URL; prints its signing secret (only now) or,
+    for an ed25519 endpoint, its public key."""
     body: dict[str, Any] = {"business_id": business_id, "url": endpoint_url}
     if event_types:
         body["event_types"] = list(event_types)
@@ -411,8 +490,54 @@ def endpoints_create(
         body["headers"] = {name: value for name, _, value in pairs}
     if max_in_flight is not None:
         body["max_in_flight"] = max_in_flight
+    if ordered:
+        body["ordered"] = True
+    if on_exhausted is not None:
+        body["on_exhausted"] = on_exhausted
+    if signing != "hmac":
+        body["signing"] = signing
     created = api.request("POST", "/v1/endpoints", body)
-    click.echo(f"{created['id']}  secret {created['secret']}  (shown only now)")
+    click.echo(f"{created['id']}  {_signing_key(created)}")
+
+
+def _signing_key(endpoint: dict[str, Any]) -> str:
+    """What a receiver verifies with: the public key (not secret), or the secret, once."""
+    if endpoint.get("signing") == "ed25519":
+        return f"public key {endpoint['public_key']}"
+    return f"secret {endpoint['secret']}  (shown only now)"
+
+
+@endpoints.command("update")
+@click.argument("endpoint_id")
+@click.option(
+    "--ordered/--unordered",
+    default=None,
+    help="Deliver the events that share an ordering key one at a time, or not (the keys' "
+    "waiting deliveries then go at once).",
+)
+@click.option(
+    "--on-exhausted",
+    metavar="[block|skip]",
+    callback=_on_exhausted,
+    help="When a key's head fails for good: block the key or skip to the next.",
+)
+@api_options
+def endpoints_update(
+    api: ApiClient, endpoint_id: str, ordered: bool | None, on_exhausted: str | None
+) -> None:
+    """Change how an endpoint orders deliveries."""
+    body: dict[str, Any] = {}
+    if ordered is not None:
+        body["ordered"] = ordered
+    if on_exhausted is not None:
+        body["on_exhausted"] = on_exhausted
+    if not body:
+        _usage("nothing to change: give --ordered, --unordered or --on-exhausted")
+    e = api.request("PATCH", f"/v1/endpoints/{_endpoint_id(endpoint_id)}", body)
+    if e["ordered"]:
+        click.echo(f"{e['id']} ordered per key (on exhausted: {e['on_exhausted']})")
+    else:
+        click.echo(f"{e['id']} unordered (when ordered, on exhausted: {e['on_exhausted']})")
 
 
 @endpoints.command("show")
@@ -449,7 +574,7 @@ def endpoints_enable(api: ApiClient, endpoint_id: str) -> None:
 def endpoints_rotate(api: ApiClient, endpoint_id: str) -> None:
     """A new signing secret; the old one keeps signing for the grace period."""
     e = api.request("POST", f"/v1/endpoints/{endpoint_id}/rotate-secret")
-    click.echo(f"{e['id']}  new secret {e['secret']}  (shown only now)")
+    click.echo(f"{e['id']}  new {_signing_key(e)}")
 
 
 @endpoints.command("test")
@@ -459,6 +584,90 @@ def endpoints_test(api: ApiClient, endpoint_id: str) -> None:
     """Send a signed hookgate.test event to this endpoint."""
     result = api.request("POST", f"/v1/endpoints/{endpoint_id}/test")
     click.echo(f"{result['event_id']} → {result['delivery_id']}")
+
+
+# ---- ordering keys -----------------------------------------------------------------------
+
+
+@click.group()
+def ordering() -> None:
+    """The blocked ordering keys of ordered endpoints: list them, skip a key's head."""
+
+
+@ordering.command("ls")
+@click.argument("endpoint_id")
+@click.option(
+    "--limit",
+    metavar="1-500",
+    callback=_page_size,
+    help="One page of this many (default: every blocked key).",
+)
+@click.option("--cursor", help="Continue from a previous page's next cursor (with --limit).")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def ordering_ls(
+    api: ApiClient, endpoint_id: str, limit: int | None, cursor: str | None, as_json: bool
+) -> None:
+    """An endpoint's blocked keys, longest blocked first: each waits for its head delivery to
+    be replayed (`hookgate replay DELIVERY_ID`) or skipped (`hookgate ordering skip`)."""
+    if cursor is not None and limit is None:
+        _usage("--cursor goes with --limit")
+    path = f"/v1/endpoints/{_endpoint_id(endpoint_id)}/ordering/blocked"
+    if limit is not None:
+        page = api.request("GET", path, query={"limit": limit, "cursor": cursor})
+    else:
+        page = _every_blocked_key(api, path)
+    if as_json:
+        _print_json(page)
+        return
+    if not page["data"]:
+        click.echo("no blocked keys")
+        return
+    rows = [
+        [b["key"], b["head_delivery_id"], _short_time(b["blocked_since"]), str(b["waiting"])]
+        for b in page["data"]
+    ]
+    _table(rows, ["key", "head delivery", "blocked since (UTC)", "waiting"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+def _every_blocked_key(api: ApiClient, path: str) -> dict[str, Any]:
+    """Every page, as one: a key unblocked while the pages are read shifts the later ones, so
+    a key seen twice is kept once."""
+    rows: dict[str, dict[str, Any]] = {}
+    cursor = None
+    while True:
+        page = api.request("GET", path, query={"cursor": cursor})
+        for row in page["data"]:
+            rows.setdefault(row["key"], row)
+        cursor = page["next_cursor"]
+        if not cursor:
+            return {"data": list(rows.values()), "next_cursor": None}
+
+
+@ordering.command("skip")
+@click.argument("endpoint_id")
+@click.argument("key")
+@api_options
+def ordering_skip(api: ApiClient, endpoint_id: str, key: str) -> None:
+    """Move KEY past its head delivery, so the key's next delivery goes. The head stays
+    failed (replayable); one still being retried ends failed, and one whose attempt is open
+    right now is not skipped (exit 2: try again in a few seconds)."""
+    endpoint_id = _endpoint_id(endpoint_id)
+    quoted = urllib.parse.quote(_ordering_key(key), safe="")
+    if quoted in (".", ".."):  # dot segments: the server would resolve them away unescaped
+        quoted = quoted.replace(".", "%2E")
+    result = api.request("POST", f"/v1/endpoints/{endpoint_id}/ordering/keys/{quoted}/skip")
+    skipped, going = result["skipped_delivery_id"], result["next_delivery_id"]
+    click.echo(
+        f"skipped {skipped}, the head of key {key!r} (failed: `hookgate replay {skipped}` "
+        "sends it again)"
+    )
+    if going:
+        click.echo(f"next    {going} goes now")
+    else:
+        click.echo("next    none: no delivery of this key waits")
 
 
 # ---- API keys ----------------------------------------------------------------------------
@@ -611,5 +820,5 @@ def portal_link(api: ApiClient, business_id: str, ttl: str | None, as_json: bool
 
 
 def register(main: click.Group) -> None:
-    for command in (deliveries, replay, events, endpoints, keys, audit, portal_link):
+    for command in (deliveries, replay, events, endpoints, ordering, keys, audit, portal_link):
         main.add_command(command)

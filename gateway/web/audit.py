@@ -98,6 +98,7 @@ PORTAL_ACTIONS: dict[str, Action] = {
     "portal.test": Action("endpoint.test", "ep"),
     "portal.replay_one": Action("delivery.replay", "dlv"),
     "portal.recover_post": Action("endpoint.replay"),
+    "portal.ordering_skip": Action("endpoint.ordering_skip", "ep"),
     "portal.api_key_create": Action("api_key.create"),
     "portal.api_key_revoke": Action("api_key.revoke", "key"),
 }

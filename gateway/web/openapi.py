@@ -150,7 +150,7 @@ OPERATIONS = (
     Operation(
         "post",
         "/v1/endpoints",
-        "Create an endpoint; the answer holds its secret, once",
+        "Create an endpoint; the answer holds its secret, once (or its ed25519 public key)",
         {201: (S.EndpointWithSecret, "Created")},
         body=S.EndpointIn,
         conflict="the business has as many endpoints as HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS "
@@ -182,7 +182,7 @@ OPERATIONS = (
     Operation(
         "post",
         "/v1/endpoints/{id}/rotate-secret",
-        "New secret; old ones keep signing for the grace period",
+        "New secret or key pair; the old ones keep signing for the grace period",
         {200: (S.EndpointWithSecret, "Rotated")},
         id_kind="ep",
         conflict=CONCURRENT,

@@ -33,6 +33,9 @@ def setup_portal(app: web.Application) -> None:
     r.add_post(p + "/endpoints/{id}/enable", views.enable_endpoint, name="portal.enable")
     r.add_post(p + "/endpoints/{id}/rotate-secret", views.rotate_secret, name="portal.rotate")
     r.add_post(p + "/endpoints/{id}/test", views.send_test, name="portal.test")
+    r.add_post(
+        p + "/endpoints/{id}/ordering/skip", views.skip_ordering_key, name="portal.ordering_skip"
+    )
     r.add_get(p + "/deliveries", views.deliveries, name="portal.deliveries")
     r.add_get(p + "/deliveries/{id}", views.delivery_page, name="portal.delivery")
     r.add_post(p + "/deliveries/{id}/replay", views.replay_delivery, name="portal.replay_one")

@@ -21,6 +21,7 @@ from gateway.store.audit import AuditFilter
 from gateway.store.recovery import STATUSES, DeliveryFilter
 from gateway.web import audit, validation
 from gateway.web.context import ACTOR, AUDIT, RECOVERY, REDIS, SETTINGS, STORE
+from gateway.web.errors import status_of
 from gateway.web.requests import ID_RES, KIND_NAMES, window
 from worker.signing import build_headers
 
@@ -42,6 +43,7 @@ log = structlog.get_logger("hookgate.portal")
 PAGE_SIZE = 25
 ENDPOINTS_SHOWN = 200
 RECENT_DELIVERIES = 10
+BLOCKED_SHOWN = 50  # an endpoint page's blocked ordering keys, longest blocked first
 SIGNATURE_SHOWN = "v1,…"  # the signature is not stored: it is shown redacted
 
 
@@ -366,18 +368,49 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 async def endpoint_page(request: web.Request) -> web.Response:
     endpoint = await _endpoint(request, request.match_info["id"])
-    recent, _ = await request.app[RECOVERY].list_deliveries(
+    # After a skip: the ids it names, shown only when they are ids (the query is anyone's).
+    skipped = {
+        name: value
+        for name in ("skipped", "next")
+        if ID_RES["dlv"].match(value := request.query.get(name, ""))
+    }
+    return await _endpoint_view(
+        request, endpoint, notice=request.query.get("notice", ""), skipped=skipped
+    )
+
+
+async def _endpoint_view(
+    request: web.Request,
+    endpoint: dict[str, Any],
+    *,
+    status: int = 200,
+    notice: str = "",
+    skipped: dict[str, str] | None = None,
+    error: str = "",
+) -> web.Response:
+    """The endpoint page: health, settings, recent deliveries and, when it orders deliveries
+    (or still holds keys blocked from when it did), its blocked ordering keys."""
+    recovery = request.app[RECOVERY]
+    recent, _ = await recovery.list_deliveries(
         DeliveryFilter(endpoint_id=endpoint["id"], business_id=endpoint["business_id"]),
         limit=RECENT_DELIVERIES,
         cursor=None,
     )
+    blocked: dict[str, Any] = {"data": [], "next_cursor": None}
+    if endpoint["ordered"] or endpoint["health"]["blocked_keys"]:
+        blocked = await recovery.blocked_keys(endpoint["id"], limit=BLOCKED_SHOWN)
     return render(
         request,
         "endpoint.html",
+        status=status,
         endpoint=endpoint,
         chart=hourly_chart(endpoint["health"]["hourly"]),
         deliveries=recent,
-        notice=request.query.get("notice", ""),
+        blocked=blocked["data"],
+        blocked_more=blocked["next_cursor"] is not None,
+        notice=notice,
+        skipped=skipped or {},
+        error=error,
     )
 
 
@@ -394,6 +427,30 @@ async def enable_endpoint(request: web.Request) -> web.Response:
     endpoint = await _endpoint(request, request.match_info["id"])
     await request.app[RECOVERY].enable(endpoint["id"])
     return redirect(f"{PREFIX}/endpoints/{endpoint['id']}?notice=enabled")
+
+
+async def skip_ordering_key(request: web.Request) -> web.Response:
+    """Moves a blocked (or still retried) ordering key past its head, as
+    ``POST /v1/endpoints/{id}/ordering/keys/{key}/skip`` does; a key that nothing holds, or
+    whose head has an attempt open right now, is said on the endpoint page."""
+    endpoint = await _endpoint(request, request.match_info["id"])
+    try:
+        key = validation.ordering_key(form_of(request).get("key", ""), "key")
+        result = await request.app[RECOVERY].skip_key(endpoint["id"], key)
+    except (ValidationFailed, NotFound, Conflict) as exc:
+        audit.note(request, detail=exc.code)
+        return await _endpoint_view(request, endpoint, status=status_of(exc), error=exc.message)
+    going = result["next_delivery_id"]
+    audit.note(
+        request,
+        result["skipped_delivery_id"],
+        *([going] if going else []),
+        business_id=endpoint["business_id"],
+    )
+    shown = {"notice": "skipped", "skipped": result["skipped_delivery_id"]}
+    if going:
+        shown["next"] = going
+    return redirect(f"{PREFIX}/endpoints/{endpoint['id']}?{urlencode(shown)}")
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
