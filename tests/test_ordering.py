@@ -538,3 +538,31 @@ def test_the_ordering_headers_read_back_with_the_verifier(key: str) -> None:
         msg_id="evt_1", timestamp=1, body=b"{}", secrets=("whsec_" + "A" * 44,), custom={}
     )
     assert read_ordering(plain) is None
+
+
+async def test_metrics_count_waiting_deliveries_as_pending_and_blocked_keys(
+    api: Client,
+    settings: Settings,
+    start_worker: Callable[[Settings], Awaitable[None]],
+    receiver: Callable[..., Awaitable[Receiver]],
+) -> None:
+    async def gauge(name: str) -> int:
+        text = await (await api.get("/metrics")).text()
+        [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+        return int(float(line.split()[1]))
+
+    watch = OrderWatch(failing={"k"})
+    made = await endpoint(api, (await receiver(watch.behaviour())).url)
+    await send(api, *(event("k", n) for n in range(4)))
+    assert await gauge("hookgate_deliveries_pending") == 4
+    assert await gauge("hookgate_deliveries_waiting") == 3
+    await start_worker(settings)
+    await until(lambda: _has_blocked(api, made["id"]))
+    assert await gauge("hookgate_ordering_keys_blocked_total") == 1
+    assert await gauge("hookgate_deliveries_waiting") == 3
+    assert await gauge("hookgate_deliveries_pending") == 3  # the head failed for good
+    watch.failing.clear()
+    assert (await skip(api, made["id"], "k")).status == 200
+    await until(lambda: _count_status(api, made["id"], "succeeded", 3))
+    assert await gauge("hookgate_deliveries_waiting") == 0
+    assert await gauge("hookgate_deliveries_pending") == 0

@@ -10,6 +10,8 @@ PREFIX = "hg:"
 # before this one (from any connection) is in the replication stream ahead of it.
 REPLICATION_MARK = PREFIX + "replication-mark"
 DUE = PREFIX + "due"  # zset: pending delivery id → when its current job is due (ms)
+# zset: pending delivery id with no job, waiting behind its ordering key's head → since when (ms)
+WAITING = PREFIX + "waiting"
 METRICS = PREFIX + "metrics"  # hash of counters shared by every process
 ENDPOINTS = PREFIX + "endpoints"  # set of every endpoint id
 EVENT_TYPES = PREFIX + "event_types"  # hash: registered event type → description
@@ -31,7 +33,9 @@ def index_endpoint(endpoint_id: str) -> str:
 
 
 def endpoint_stats(endpoint_id: str) -> str:
-    """Hash of hourly attempt outcomes, ``{hour}:ok`` / ``{hour}:fail``, kept 48 h."""
+    """Hash of hourly outcomes, kept 48 h: of attempts, ``{hour}:ok`` / ``{hour}:fail``; of
+    the deliveries an attempt ended, ``{hour}:dok`` (succeeded) / ``{hour}:dfail`` (failed for
+    good, its retries spent)."""
     return f"{PREFIX}ep:{endpoint_id}:stats"
 
 

@@ -13,7 +13,7 @@ def latency_bucket(seconds: float) -> str:
     return "+Inf"
 
 
-def render_metrics(counters: dict[str, str], *, queued: int, pending: int) -> str:
+def render_metrics(counters: dict[str, str], *, queued: int, pending: int, waiting: int) -> str:
     """The exposition text: cluster-wide figures, whichever gateway process is scraped."""
 
     def count(name: str) -> int:
@@ -53,5 +53,13 @@ def render_metrics(counters: dict[str, str], *, queued: int, pending: int) -> st
         "# HELP hookgate_deliveries_pending Deliveries not yet in a final state.",
         "# TYPE hookgate_deliveries_pending gauge",
         f"hookgate_deliveries_pending {pending}",
+        "# HELP hookgate_deliveries_waiting Pending deliveries waiting behind their ordering "
+        "key's head (no attempt scheduled).",
+        "# TYPE hookgate_deliveries_waiting gauge",
+        f"hookgate_deliveries_waiting {waiting}",
+        "# HELP hookgate_ordering_keys_blocked_total Ordering keys blocked behind a head whose "
+        "retries were spent (replay or skip the head to resume the key).",
+        "# TYPE hookgate_ordering_keys_blocked_total counter",
+        f"hookgate_ordering_keys_blocked_total {count('ordering_keys_blocked')}",
     ]
     return "\n".join(lines) + "\n"

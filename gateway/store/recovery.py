@@ -21,6 +21,7 @@ from gateway.store.store import (
     awaited,
     decode_hash,
     delivery_view,
+    event_of,
 )
 
 STATUSES = ("pending", "succeeded", "failed", "cancelled", "skipped")
@@ -101,6 +102,14 @@ class DeliveryFilter:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    business_id: str | None = None
+    event_type: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
 class Recovery:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -151,6 +160,79 @@ class Recovery:
                 return found, None
             high = "(" + members[-1]
         return found, encode_cursor(last) if last else None
+
+    async def list_events(
+        self, flt: EventFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Recent events, newest first, each with its type, business, time and how many of its
+        deliveries are in each status; the cursor works as in ``list_deliveries``.
+
+        Events are indexed only through their deliveries: an event's entries in a delivery
+        index sit next to each other (one entry time, one ``dlv_{event stem}`` prefix), so
+        each run of entries is one event, and a page ends only after an event's last entry.
+        An event that matched no endpoint has no delivery and is not listed.
+        """
+        index = keys.index_business(flt.business_id) if flt.business_id else keys.INDEX_ALL
+        high = "+" if flt.until_ms is None else "(" + _entry(flt.until_ms + 1)
+        if cursor is not None:
+            member = decode_cursor(cursor)
+            if high == "+" or member < high[1:]:
+                high = "(" + member
+        low = "-" if flt.since_ms is None else "[" + _entry(flt.since_ms)
+        found: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        scanned = 0
+        last = ""
+
+        def close(event: dict[str, Any] | None) -> None:
+            if event is not None and event["deliveries"] and self._event_accepts(flt, event):
+                found.append(event)
+
+        while True:
+            members = [
+                as_str(m)
+                for m in await self.redis.zrevrangebylex(index, high, low, start=0, num=SCAN_BATCH)
+            ]
+            ids = [m.split(":", 1)[1] for m in members]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for delivery_id in ids:
+                    pipe.hmget(keys.delivery(delivery_id), ["status", "event_type", "business_id"])
+                fields = await pipe.execute()
+            for member, delivery_id, (status, event_type, business) in zip(
+                members, ids, fields, strict=True
+            ):
+                event_id = event_of(delivery_id)
+                if current is None or current["id"] != event_id:
+                    close(current)  # its entries are all read: a new event begins here
+                    if len(found) == limit or scanned >= SCAN_LIMIT:
+                        return found, encode_cursor(last)
+                    current = {
+                        "id": event_id,
+                        "type": None,
+                        "business_id": None,
+                        "created_at": iso_ms(int(member.split(":", 1)[0])),
+                        "deliveries": 0,
+                        "statuses": {},
+                    }
+                scanned += 1
+                last = member
+                if status is None:  # expired; its index entry is trimmed later
+                    continue
+                current["type"] = as_str(event_type)
+                current["business_id"] = as_str(business)
+                current["deliveries"] += 1
+                state = as_str(status)
+                current["statuses"][state] = current["statuses"].get(state, 0) + 1
+            if len(members) < SCAN_BATCH:
+                close(current)
+                return found, None
+            high = "(" + members[-1]
+
+    @staticmethod
+    def _event_accepts(flt: EventFilter, event: dict[str, Any]) -> bool:
+        return (flt.event_type is None or event["type"] == flt.event_type) and (
+            flt.business_id is None or event["business_id"] == flt.business_id
+        )
 
     async def _views(self, delivery_ids: list[str]) -> list[dict[str, Any] | None]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -348,6 +348,25 @@ class Store:
         }
         return view
 
+    async def delivery_outcomes(self, endpoint_ids: Sequence[str]) -> list[dict[str, int]]:
+        """Per endpoint (in order), the deliveries its attempts ended in the last 24 h, by the
+        hour they ended: ``succeeded``, and ``failed`` for good (retries spent). A delivery
+        that succeeded after retries counts once, as succeeded; replays count again; cancelled
+        and skipped deliveries do not count."""
+        hour = now_ms() // 3_600_000
+        fields = [f"{h}:{kind}" for h in range(hour - 23, hour + 1) for kind in ("dok", "dfail")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.hmget(keys.endpoint_stats(endpoint_id), fields)
+            replies = await pipe.execute()
+        return [
+            {
+                "succeeded": sum(int(c or 0) for c in counts[0::2]),
+                "failed": sum(int(c or 0) for c in counts[1::2]),
+            }
+            for counts in replies
+        ]
+
     async def list_endpoints(self, business_id: str | None) -> list[dict[str, Any]]:
         key = keys.business_endpoints(business_id) if business_id else keys.ENDPOINTS
         ids = sorted(as_str(i) for i in await awaited(self.redis.smembers(key)))
@@ -508,16 +527,19 @@ class Store:
         if not raw:
             raise NotFound(f"no delivery {delivery_id!r}")
         view = delivery_view(decode_hash(raw), delivery_id)
-        view["attempts"] = [json.loads(a) for a in attempts]
+        view["attempts"] = [attempt_view(json.loads(a)) for a in attempts]
         return view
 
-    async def metrics(self) -> tuple[dict[str, str], int, int]:
+    async def metrics(self) -> tuple[dict[str, str], int, int, int]:
+        """The counters, the jobs on arq's queue, the pending deliveries with a job due, and
+        those waiting with none behind their ordering key's head."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
             pipe.zcard(queue.QUEUE)
             pipe.zcard(keys.DUE)
-            counters, queued, pending = await pipe.execute()
-        return decode_hash(counters), int(queued), int(pending)
+            pipe.zcard(keys.WAITING)
+            counters, queued, due, waiting = await pipe.execute()
+        return decode_hash(counters), int(queued), int(due), int(waiting)
 
     # ---- worker side -----------------------------------------------------------------------
 
@@ -584,11 +606,14 @@ class Store:
 
     async def trim_indices(self) -> int:
         """Drops delivery index entries older than the retention (their deliveries expired)."""
-        cutoff = f"({now_ms() - int(self.settings.retention * 1000):013d}"
+        oldest = now_ms() - int(self.settings.retention * 1000)
+        cutoff = f"({oldest:013d}"
         businesses = await awaited(self.redis.smembers(keys.BUSINESSES))
         endpoints = await awaited(self.redis.smembers(keys.ENDPOINTS))
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebylex(keys.INDEX_ALL, "-", cutoff)
+            # a waiting delivery's hash expires with the retention; its entry here then goes too
+            pipe.zremrangebyscore(keys.WAITING, "-inf", f"({oldest}")
             for business in businesses:
                 pipe.zremrangebylex(keys.index_business(as_str(business)), "-", cutoff)
             for endpoint_id in endpoints:
@@ -648,6 +673,14 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "created_at": iso_ms(raw.get("created_at")),
         "updated_at": iso_ms(raw.get("updated_at")),
     }
+
+
+def attempt_view(record: dict[str, Any]) -> dict[str, Any]:
+    """An attempt as the API shows it. The stored record's ``at`` is the ``webhook-timestamp``
+    the attempt sent (unix seconds, as the worker writes it): answered as ``webhook_timestamp``,
+    and as an RFC 3339 ``at`` like every other time."""
+    sent = int(record["at"])
+    return {**record, "at": iso_ms(sent * 1000), "webhook_timestamp": sent}
 
 
 def delivery_view(raw: dict[str, str], delivery_id: str) -> dict[str, Any]:

@@ -427,8 +427,8 @@ async def metrics(request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {token}".encode()):
             raise Unauthorized("missing or wrong bearer token (HOOKGATE_METRICS_TOKEN)")
-    counters, queued, pending = await request.app[STORE].metrics()
-    text = render_metrics(counters, queued=queued, pending=pending)
+    counters, queued, due, waiting = await request.app[STORE].metrics()
+    text = render_metrics(counters, queued=queued, pending=due + waiting, waiting=waiting)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

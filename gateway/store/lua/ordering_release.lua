@@ -18,6 +18,7 @@ for _, did in ipairs(redis.call('SMEMBERS', key_endpoint_pending(ep))) do
   local d = redis.call('HMGET', dkey, 'status', 'job', 'attempt', 'chain')
   if d[1] == 'pending' and (d[2] or '') == '' then
     redis.call('HSET', dkey, 'reason', '', 'updated_at', NOW)
+    redis.call('ZREM', KEY_WAITING, did)
     schedule(dkey, did, job_name(did, d[4], d[3] or '1', 0), NOW, d[3] or '1')
     released = released + 1
   end

@@ -7,4 +7,4 @@
 ]]
 --@include lib/replay.lua
 
-return replay_delivery(ARGV[6], '', nil, false)
+return with_counts(replay_delivery(ARGV[6], '', nil, false))

@@ -13,21 +13,25 @@
 ]]
 --@include lib/replay.lua
 
-local replay, size, next_job = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local r = redis.call('HMGET', KEYS[1], 'created_at', 'filter')
-local started, only_failed = tonumber(r[1]), r[2] ~= 'all'
-local batch = redis.call('LRANGE', KEYS[2], 0, size - 1)
-for _, did in ipairs(batch) do
-  local result = replay_delivery(did, replay, started, only_failed)
-  if result ~= 'ok' and result ~= 'already' then
-    redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+local function main()
+  local replay, size, next_job = ARGV[6], tonumber(ARGV[7]), ARGV[8]
+  local r = redis.call('HMGET', KEYS[1], 'created_at', 'filter')
+  local started, only_failed = tonumber(r[1]), r[2] ~= 'all'
+  local batch = redis.call('LRANGE', KEYS[2], 0, size - 1)
+  for _, did in ipairs(batch) do
+    local result = replay_delivery(did, replay, started, only_failed)
+    if result ~= 'ok' and result ~= 'already' then
+      redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+    end
   end
+  redis.call('LTRIM', KEYS[2], #batch, -1)
+  if redis.call('LLEN', KEYS[2]) > 0 then
+    enqueue(next_job, REPLAY_BATCH_FUNCTION, replay, NOW)
+    return 'more'
+  end
+  redis.call('HSET', KEYS[1], 'state', 'enqueued')
+  redis.call('DEL', KEYS[3])
+  return 'done'
 end
-redis.call('LTRIM', KEYS[2], #batch, -1)
-if redis.call('LLEN', KEYS[2]) > 0 then
-  enqueue(next_job, REPLAY_BATCH_FUNCTION, replay, NOW)
-  return 'more'
-end
-redis.call('HSET', KEYS[1], 'state', 'enqueued')
-redis.call('DEL', KEYS[3])
-return 'done'
+
+return with_counts(main())

@@ -29,11 +29,13 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
   count(ok and 'attempts_success' or 'attempts_failure', 1)
   count('latency_bucket:' .. bucket, 1)
   count('latency_sum', tonumber(latency))
-  -- endpoint health: hourly outcome counts for 48 h, the failing streak
+  -- endpoint health: hourly outcome counts for 48 h (of attempts here, of the deliveries
+  -- they end below), the failing streak
   local stats = key_endpoint_stats(ep)
   local hour = math.floor(NOW / 3600000)
   redis.call('HINCRBY', stats, hour .. (ok and ':ok' or ':fail'), 1)
-  redis.call('HDEL', stats, (hour - 48) .. ':ok', (hour - 48) .. ':fail')
+  redis.call('HDEL', stats, (hour - 48) .. ':ok', (hour - 48) .. ':fail',
+             (hour - 48) .. ':dok', (hour - 48) .. ':dfail')
   redis.call('PEXPIRE', stats, 49 * 3600000)
   local failing_since = nil
   if redis.call('EXISTS', epkey) == 1 then
@@ -52,8 +54,10 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
   if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return 'stale' end
   if outcome == 'succeeded' then
     close_delivery(dkey, did, ep, 'succeeded', '')
+    redis.call('HINCRBY', stats, hour .. ':dok', 1)
   elseif outcome == 'failed' then
     close_delivery(dkey, did, ep, 'failed', 'retries_exhausted')
+    redis.call('HINCRBY', stats, hour .. ':dfail', 1)
     if string.sub(d[6] or '', 1, 9) ~= 'hookgate.' then
       operational_event(emit_exhausted, 'hookgate.delivery.exhausted', d[7],
         {delivery_id = did, event_id = 'evt_' .. string.sub(did, 5, 30), endpoint_id = ep,

@@ -60,6 +60,7 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen, o
                      'event_type', etype, 'created_at', NOW, 'updated_at', NOW, 'redefers', 0,
                      'chain', 0, 'status', 'pending', 'job', '', 'attempt', 1,
                      'next_attempt_at', '', 'reason', 'waiting')
+          redis.call('ZADD', KEY_WAITING, NOW, did)
         end
         if seq then redis.call('HSET', dkey, 'okey', okey, 'seq', seq) end
         redis.call('SADD', key_endpoint_pending(ep), did)

@@ -1,4 +1,5 @@
 --@include lib/schedule.lua
+--@include lib/counts.lua
 
 -- Ordered delivery per key (README, "Ordering"). On an ordered endpoint the deliveries of the
 -- events that share an ordering key go one at a time, in sequence order (1, 2, 3 … per
@@ -44,6 +45,7 @@ local function ord_advance(ep, okey, st)
     local did = popped[1]
     local dkey = key_delivery(did)
     local d = redis.call('HMGET', dkey, 'status', 'job', 'attempt', 'chain')
+    redis.call('ZREM', KEY_WAITING, did)
     if d[1] == 'pending' and (d[2] or '') == '' then
       redis.call('HSET', st, 'head', did)
       redis.call('PEXPIRE', st, RETENTION)
@@ -89,10 +91,12 @@ local function ord_release(ep, okey, did, reason)
   local st = key_ordering_state(ep, okey)
   if redis.call('HGET', st, 'head') ~= did then
     redis.call('ZREM', key_ordering_queue(ep, okey), did)
+    redis.call('ZREM', KEY_WAITING, did)
     return
   end
   local e = redis.call('HMGET', key_endpoint(ep), 'ordered', 'on_exhausted')
   if reason == 'retries_exhausted' and e[1] == '1' and e[2] ~= 'skip' then
+    count('ordering_keys_blocked', 1)
     redis.call('HSET', st, 'blocked', NOW)
     redis.call('PEXPIRE', st, RETENTION)
     redis.call('ZADD', key_ordering_blocked(ep), NOW, okey)

@@ -34,6 +34,7 @@ local function replay_delivery(did, replay, started, only_failed)
     schedule(dkey, did, job_name(did, chain, 1, 0), NOW, 1)
   else
     redis.call('HSET', dkey, 'job', '', 'attempt', 1, 'next_attempt_at', '', 'reason', 'waiting')
+    redis.call('ZADD', KEY_WAITING, NOW, did)
     if advance then ord_advance(d[2], d[6], key_ordering_state(d[2], d[6])) end
   end
   redis.call('PEXPIRE', dkey, RETENTION)
