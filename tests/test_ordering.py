@@ -566,3 +566,36 @@ async def test_metrics_count_waiting_deliveries_as_pending_and_blocked_keys(
     await until(lambda: _count_status(api, made["id"], "succeeded", 3))
     assert await gauge("hookgate_deliveries_waiting") == 0
     assert await gauge("hookgate_deliveries_pending") == 0
+
+
+async def test_a_410_disables_an_ordered_endpoint_and_cancels_its_waiting_deliveries(
+    api: Client,
+    settings: Settings,
+    start_worker: Callable[[Settings], Awaitable[None]],
+    receiver: Callable[..., Awaitable[Receiver]],
+) -> None:
+    async def gone(request: web.Request, n: int) -> web.StreamResponse:
+        return web.Response(status=410)
+
+    got = await receiver(gone)
+    made = await endpoint(api, got.url)
+    await send(api, *(event("k", n) for n in range(3)))
+    await start_worker(settings)
+    await until(lambda: _count_status(api, made["id"], "cancelled", 3))
+    assert len(got.requests) == 1  # only the head was sent
+    view = await (await api.get(f"/v1/endpoints/{made['id']}", headers=AUTH)).json()
+    assert view["disabled"] is True
+    assert await blocked(api, made["id"]) == []
+    # enabled again, the key starts over from its first event, in order
+    fine = OrderWatch()
+    resp = await api.patch(
+        f"/v1/endpoints/{made['id']}",
+        json={"url": (await receiver(fine.behaviour())).url},
+        headers=AUTH,
+    )
+    assert resp.status == 200
+    await api.post(f"/v1/endpoints/{made['id']}/enable", headers=AUTH)
+    resp = await api.post(f"/v1/endpoints/{made['id']}/replay", json={"since": "1h"}, headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    await until(lambda: _count_status(api, made["id"], "succeeded", 3))
+    assert fine.acked == {"k": [1, 2, 3]} and fine.violations == []
