@@ -304,3 +304,14 @@ async def test_unordered_endpoints_and_deliveries_show_no_ordering(
     assert "Ordering key" not in page
     page = await text(await api.get(f"/portal/deliveries/{found[skipping['id']]}"))
     assert "<code>sub_1</code> · number 1 of the key on this endpoint" in page
+
+
+def test_the_rebuilt_request_headers_show_the_ordering_headers_and_the_scheme() -> None:
+    from gateway.web.portal.views import request_headers
+
+    shown = dict(request_headers("evt_1", 1_700_000_000, {}, ordering=("sub 1", 7)))
+    assert shown["webhook-ordering-key"] == "sub%201"
+    assert shown["webhook-sequence"] == "7"
+    assert shown["webhook-signature"] == "v1,…"
+    plain = dict(request_headers("evt_1", 1_700_000_000, {}, signing="ed25519"))
+    assert "webhook-sequence" not in plain and plain["webhook-signature"] == "v1a,…"

@@ -227,7 +227,7 @@ def deliveries_show(api: ApiClient, delivery_id: str, as_json: bool) -> None:
     if d["next_attempt_at"]:
         click.echo(f"next      {_short_time(d['next_attempt_at'])}")
     for a in d["attempts"]:
-        when = datetime.fromtimestamp(a["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        when = _short_time(a["at"])
         status = a["status_code"] if a["status_code"] is not None else "-"
         chain = f" replay {a['replay']}" if a.get("replay") else ""
         click.echo(

@@ -540,7 +540,12 @@ class Attempt(Answer):
 
     attempt: int
     replay: Annotated[int, Meta(description="0: first chain; n: the nth replay")]
-    at: Annotated[int, Meta(description="unix seconds, the webhook-timestamp sent")]
+    at: Annotated[
+        Timestamp, Meta(description="when it was sent: its webhook-timestamp, to the second")
+    ]
+    webhook_timestamp: Annotated[
+        int, Meta(description="the webhook-timestamp header sent and signed (unix seconds)")
+    ]
     status_code: int | None
     latency_ms: float
     error: str | None

@@ -37,6 +37,10 @@ SESSION_COOKIE = "hg_portal"
 # a hidden field that must equal this cookie's value.
 PRE_COOKIE = "hg_portal_pre"
 COOKIE_PATH = "/portal"
+# Kept by a browser that opened, or tried to open, a portal link: without a session it is
+# told that its link ended, never shown the operators' sign-in form. Holds no secret.
+MERCHANT_COOKIE = "hg_portal_merchant"
+MERCHANT_TTL = 30 * 86400
 SESSION_TTL = 12 * 3600.0
 PRE_TTL = 3600
 LINK_TTL_DEFAULT = 86400.0
@@ -259,6 +263,14 @@ def clear_cookie(request: web.Request, response: web.StreamResponse, name: str) 
     response.del_cookie(
         name, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=is_secure(request)
     )
+
+
+def is_merchant_browser(request: web.Request) -> bool:
+    return request.cookies.get(MERCHANT_COOKIE) == "1"
+
+
+def mark_merchant_browser(request: web.Request, response: web.StreamResponse) -> None:
+    set_cookie(request, response, MERCHANT_COOKIE, "1", MERCHANT_TTL)
 
 
 def pre_token(request: web.Request) -> str:

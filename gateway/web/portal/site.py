@@ -89,9 +89,10 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-def counted(count: int, noun: str) -> str:
-    """``1 attempt``, ``0 attempts``, ``12 attempts``: a count with its noun."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 attempt``, ``0 attempts``, ``12 attempts``: a count with its noun (``plural`` for
+    a noun that does not just take an s: ``delivery``, ``deliveries``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"
 
 
 def pretty(value: Any) -> str:

@@ -18,7 +18,7 @@ from gateway.core.clock import iso_ms
 from gateway.core.errors import Conflict, NotFound, ValidationFailed
 from gateway.core.headers import masked
 from gateway.store.audit import AuditFilter
-from gateway.store.recovery import STATUSES, DeliveryFilter
+from gateway.store.recovery import STATUSES, DeliveryFilter, EventFilter, decode_cursor
 from gateway.web import audit, validation
 from gateway.web.context import ACTOR, AUDIT, RECOVERY, REDIS, SETTINGS, STORE
 from gateway.web.errors import status_of
@@ -154,6 +154,13 @@ def _pre_form(request: web.Request, template: str, status: int = 200, **ctx: Any
 
 
 async def login_page(request: web.Request) -> web.Response:
+    if auth.is_merchant_browser(request) and "operator" not in request.query:
+        # A merchant whose link ended (or who signed out) is sent here like anyone without a
+        # session: tell them what happened, not how operators sign in.
+        session = SESSION.get()
+        if session is not None and not session.is_operator:
+            return redirect(HOME)
+        return _link_ended(request, 200, _SESSION_ENDED, title="Your portal link has ended")
     return _pre_form(request, "login.html", next=_safe_next(request.query.get("next")), error="")
 
 
@@ -190,6 +197,7 @@ async def login(request: web.Request) -> web.Response:
     response = redirect(target)
     auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, int(auth.SESSION_TTL))
     auth.clear_cookie(request, response, auth.PRE_COOKIE)
+    auth.clear_cookie(request, response, auth.MERCHANT_COOKIE)
     return response
 
 
@@ -212,12 +220,26 @@ _LINK_GONE = (
     "This portal link is not valid: it has expired, it was already used, or it never "
     "existed. Ask the platform for a new one."
 )
+_SESSION_ENDED = (
+    "The link that opened the delivery portal has expired or was already used (each link "
+    "works once, for a limited time), or you signed out. Ask your platform for a new link."
+)
+
+
+def _link_ended(
+    request: web.Request, status: int, message: str, *, title: str = "This link does not open"
+) -> web.Response:
+    """What a merchant sees without a session: why, and whom to ask. The browser is marked
+    as a merchant's, so its next visit without a session says the same."""
+    response = render(request, "ended.html", status=status, title=title, message=message)
+    auth.mark_merchant_browser(request, response)
+    return response
 
 
 async def link_page(request: web.Request) -> web.Response:
     found = await auth.peek_link(request.app[REDIS], request.match_info["token"])
     if found is None:
-        return error_page(request, 404, _LINK_GONE)
+        return _link_ended(request, 404, _LINK_GONE)
     business, expires = found
     return _pre_form(request, "link.html", business_id=business, expires_at=iso_ms(expires))
 
@@ -242,7 +264,7 @@ async def use_link(request: web.Request) -> web.Response:
         await auth.record_login_failure(redis, client)
         log.warning("hookgate.portal.link_failed", client=client)
         _failed_sign_in(request, client, "link_not_valid")
-        return error_page(request, 404, _LINK_GONE)
+        return _link_ended(request, 404, _LINK_GONE)
     business, expires = found
     ttl = min(auth.SESSION_TTL, (expires - time.time() * 1000) / 1000)
     session_id, session = await auth.create_session(redis, business, ttl)
@@ -250,6 +272,7 @@ async def use_link(request: web.Request) -> web.Response:
     response = redirect(PREFIX + "/endpoints")
     auth.set_cookie(request, response, auth.SESSION_COOKIE, session_id, max(1, int(ttl)))
     auth.clear_cookie(request, response, auth.PRE_COOKIE)
+    auth.mark_merchant_browser(request, response)
     return response
 
 
@@ -271,7 +294,21 @@ async def _endpoint_rows(request: web.Request, business_id: str | None) -> list[
             return None
 
     found = await asyncio.gather(*(health(e["id"]) for e in listed[:ENDPOINTS_SHOWN]))
-    return [e for e in found if e is not None]
+    rows = [e for e in found if e is not None]
+    await _with_deliveries(request, rows)
+    return rows
+
+
+async def _with_deliveries(request: web.Request, endpoints: list[dict[str, Any]]) -> None:
+    """Adds ``deliveries_24h`` to each endpoint's health: of its deliveries that ended in the
+    last 24 h, how many succeeded (after retries or not) and failed, and the share that
+    succeeded. The health's own rate counts attempts, so a delivery that succeeded on its
+    third attempt is one success in three there."""
+    outcomes = await request.app[STORE].delivery_outcomes([e["id"] for e in endpoints])
+    for endpoint, outcome in zip(endpoints, outcomes, strict=True):
+        ended = outcome["succeeded"] + outcome["failed"]
+        rate = round(outcome["succeeded"] / ended, 4) if ended else None
+        endpoint["health"]["deliveries_24h"] = {**outcome, "ended": ended, "success_rate": rate}
 
 
 async def _endpoints_page(
@@ -399,6 +436,7 @@ async def _endpoint_view(
     blocked: dict[str, Any] = {"data": [], "next_cursor": None}
     if endpoint["ordered"] or endpoint["health"]["blocked_keys"]:
         blocked = await recovery.blocked_keys(endpoint["id"], limit=BLOCKED_SHOWN)
+    await _with_deliveries(request, [endpoint])
     return render(
         request,
         "endpoint.html",
@@ -503,13 +541,15 @@ async def deliveries(request: web.Request) -> web.Response:
         flt, limit=PAGE_SIZE, cursor=q.get("cursor")
     )
     filters, older, newest = _paging(q, cursor)
+    visible = await _visible_endpoints(request, business)
     return render(
         request,
         "deliveries.html",
         deliveries=found,
         filters=filters,
         statuses=STATUSES,
-        endpoints=await _visible_endpoints(request, business),
+        endpoints=visible,
+        urls={e["id"]: e["url"] for e in visible},
         older=older,
         newest=newest,
     )
@@ -524,19 +564,64 @@ def _paging(q: dict[str, str], cursor: str | None) -> tuple[dict[str, str], str,
     return filters, older, newest
 
 
-def request_headers(event_id: str, timestamp: int, custom: dict[str, str]) -> list[tuple[str, str]]:
+def request_headers(
+    event_id: str,
+    timestamp: int,
+    custom: dict[str, str],
+    *,
+    ordering: tuple[str, int] | None = None,
+    signing: str = "hmac",
+) -> list[tuple[str, str]]:
     """The headers an attempt sent, rebuilt with the worker's own ``build_headers``; the
     signature is not stored (nor are the secrets), so it is shown redacted, and custom header
     values (often the receiver's credentials) are shown masked."""
     built = build_headers(
-        msg_id=event_id, timestamp=timestamp, body=b"", secrets=(), custom=masked(list(custom))
+        msg_id=event_id,
+        timestamp=timestamp,
+        body=b"",
+        secrets=(),
+        custom=masked(list(custom)),
+        ordering=ordering,
     )
-    built["webhook-signature"] = SIGNATURE_SHOWN
+    built["webhook-signature"] = "v1a,…" if signing == "ed25519" else SIGNATURE_SHOWN
     return list(built.items())
 
 
 async def delivery_page(request: web.Request) -> web.Response:
     delivery = await _delivery(request, request.match_info["id"])
+    return await _delivery_view(request, delivery, notice=request.query.get("notice", ""))
+
+
+def _replay_refusal(delivery: dict[str, Any], endpoint: dict[str, Any] | None) -> str:
+    """Why the delivery cannot be replayed now ("" when it can): the Replay button shows it
+    instead of leading to an error."""
+    if delivery["status"] == "pending":
+        return "It is still in progress: it can be replayed once it ends."
+    if endpoint is None:
+        return "Its endpoint was deleted: there is nowhere to replay it to."
+    if endpoint["disabled"]:
+        reason = endpoint["disabled_reason"] or "no reason given"
+        return f"Its endpoint is disabled ({reason}): enable the endpoint first, then replay."
+    return ""
+
+
+def _latest_failed(newest_first: list[dict[str, Any]]) -> int | None:
+    """Where the newest attempt that did not succeed, and got an answer, is in the list: that
+    answer is what a developer needs first, so the page shows it unfolded."""
+    for i, a in enumerate(newest_first):
+        if a["outcome"] != "succeeded" and a["response_body"]:
+            return i
+    return None
+
+
+async def _delivery_view(
+    request: web.Request,
+    delivery: dict[str, Any],
+    *,
+    status: int = 200,
+    notice: str = "",
+    error: str = "",
+) -> web.Response:
     store = request.app[STORE]
     try:
         endpoint: dict[str, Any] | None = await store.get_endpoint(delivery["endpoint_id"])
@@ -547,28 +632,46 @@ async def delivery_page(request: web.Request) -> web.Response:
     except NotFound:
         event = None
     attempts = delivery["attempts"]
-    last_at = attempts[-1]["at"] if attempts else None
+    newest_first = list(reversed(attempts))
+    last_sent = attempts[-1]["webhook_timestamp"] if attempts else None
     headers = (
-        request_headers(delivery["event_id"], last_at, endpoint["headers"] if endpoint else {})
-        if last_at is not None
+        request_headers(
+            delivery["event_id"],
+            last_sent,
+            endpoint["headers"] if endpoint else {},
+            ordering=(delivery["ordering_key"], delivery["sequence"])
+            if delivery["sequence"]
+            else None,
+            signing=endpoint["signing"] if endpoint else "hmac",
+        )
+        if last_sent is not None
         else []
     )
     return render(
         request,
         "delivery.html",
+        status=status,
         delivery=delivery,
         endpoint=endpoint,
         event=event,
-        attempts=list(reversed(attempts)),
+        attempts=newest_first,
+        unfolded=_latest_failed(newest_first),
         headers=headers,
         live=delivery["status"] == "pending",
-        notice=request.query.get("notice", ""),
+        replay_refusal=_replay_refusal(delivery, endpoint),
+        notice=notice,
+        error=error,
     )
 
 
 async def replay_delivery(request: web.Request) -> web.Response:
     delivery = await _delivery(request, request.match_info["id"])
-    await request.app[RECOVERY].replay_delivery(delivery["id"])
+    try:
+        await request.app[RECOVERY].replay_delivery(delivery["id"])
+    except Conflict as exc:  # disabled or deleted endpoint, or still pending: said on its page
+        audit.note(request, detail=exc.code)
+        current = await _delivery(request, delivery["id"])
+        return await _delivery_view(request, current, status=409, error=exc.message)
     return redirect(f"{PREFIX}/deliveries/{delivery['id']}?notice=replayed")
 
 
@@ -662,19 +765,73 @@ async def replay_progress(request: web.Request) -> web.Response:
 # ---- events ------------------------------------------------------------------------------
 
 
+EVENT_QUERY = ("type", "business_id", "since", "until", "cursor")
+
+
 async def events(request: web.Request) -> web.Response:
+    """Recent events, newest first, filtered by type, business (operators) and time; or, given
+    an ``id``, that event's page. A merchant sees its own business's events only."""
     event_id = request.query.get("id", "").strip()
     if event_id:
         if not ID_RES["evt"].match(event_id):
             raise ValidationFailed("id", "is not an event id (evt_ and 26 characters)")
         await _event(request, event_id)
         return redirect(f"{PREFIX}/events/{event_id}")
-    return render(request, "events.html")
+    q = query_values(request.query, EVENT_QUERY)
+    filters = {k: v for k, v in q.items() if k != "cursor"}
+    try:
+        flt = _event_filter(q, session_of(request))
+        cursor = q.get("cursor")
+        if cursor is not None:
+            try:
+                decode_cursor(cursor)
+            except ValidationFailed:
+                raise ValidationFailed("cursor", "is not a cursor this page made") from None
+    except ValidationFailed as exc:
+        # Said above the form, which keeps what was typed (escaped, like every value shown).
+        return render(
+            request,
+            "events.html",
+            status=422,
+            events=[],
+            filters=filters,
+            statuses=STATUSES,
+            older="",
+            newest="",
+            error=exc.message,
+        )
+    found, next_cursor = await request.app[RECOVERY].list_events(
+        flt, limit=PAGE_SIZE, cursor=cursor
+    )
+    _, older, newest = _paging(q, next_cursor)
+    return render(
+        request,
+        "events.html",
+        events=found,
+        filters=filters,
+        statuses=STATUSES,
+        older=older,
+        newest=newest,
+        error="",
+    )
+
+
+def _event_filter(q: dict[str, str], session: auth.Session) -> EventFilter:
+    business = session.business_id
+    if business is None and "business_id" in q:
+        business = validation.business_id(q["business_id"])
+    if "type" in q:
+        validation.event_type_name(q["type"], "type")
+    since_ms, until_ms = window(q.get("since"), q.get("until"), since_required=False)
+    return EventFilter(
+        business_id=business, event_type=q.get("type"), since_ms=since_ms, until_ms=until_ms
+    )
 
 
 async def event_page(request: web.Request) -> web.Response:
     event = await _event(request, request.match_info["id"])
-    return render(request, "event.html", event=event)
+    endpoints = await request.app[STORE].list_endpoints(event["business_id"])
+    return render(request, "event.html", event=event, urls={e["id"]: e["url"] for e in endpoints})
 
 
 # ---- activity: the audit log -------------------------------------------------------------

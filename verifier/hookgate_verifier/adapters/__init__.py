@@ -9,8 +9,9 @@ store is down) and the body `{"error": {"code": ..., "message": ...}}`.
 
 A seen `webhook-id` is the receiver's idempotency key: hookgate sends the same id on every
 retry and on `hookgate replay`. A correctly signed, fresh request whose id was already
-handled is answered `200 {"duplicate": true}` without calling the handler again (the
-low-level `Verifier.verify` raises `Replayed` for it). The id is claimed atomically before
+handled is answered `200 {"duplicate": true}` (by the FastAPI dependency, in FastAPI's shape:
+`200 {"detail": {"duplicate": true}}`) without calling the handler again (the low-level
+`Verifier.verify` raises `Replayed` for it). The id is claimed atomically before
 the handler runs (one `SET NX` in Redis, a locked insert in memory) so two concurrent copies
 cannot both run it, and released when the handler raises or answers non-2xx, so the
 sender's retry reaches the handler.
