@@ -33,6 +33,9 @@ from .heartbeat import heartbeat_forever
 log = structlog.get_logger("hookgate.worker")
 
 TRIM_INTERVAL = 3600.0  # seconds between trims of the delivery indices
+# A worker with at most this many attempts open (counting the one whose outcome was just
+# recorded) takes the jobs that outcome made due at once; a busier one leaves them to its polls.
+IDLE_JOBS = 2
 # How long after arq would hand a dead worker's job to another worker the sweeper waits
 # before it decides the job is gone: room for that worker's poll to take it.
 SWEEP_MARGIN = 5.0
@@ -78,6 +81,7 @@ class HookgateWorker(Worker):
         self._backlog = False  # the last poll filled every free slot: more may be due
         self._room = asyncio.Event()  # set when a quarter of the slots are free
         self._taking: set[asyncio.Task[None]] = set()
+        self._to_take: list[bytes] = []
 
     async def _poll_iteration(self) -> None:
         """arq's poll, surviving a Redis outage: arq lets the error end the process; here the
@@ -107,18 +111,28 @@ class HookgateWorker(Worker):
 
     def take_now(self, job_id: str) -> None:
         """Takes a job a recorded outcome made due (an ordering key's next delivery) now,
-        instead of at the next poll: one key's deliveries follow each other at the pace of
-        the receiver, not of the poll. If it cannot (no free slot, shutting down, Redis
-        unavailable), the poll takes it as any other due job."""
-        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
-            return
-        task = asyncio.get_running_loop().create_task(self._take(job_id))
-        self._taking.add(task)
-        task.add_done_callback(self._taking.discard)
+        instead of at the next poll, while the worker is nearly idle (``IDLE_JOBS``): one hot
+        key's deliveries then follow each other at the pace of the receiver, not of the poll
+        (~600/s instead of ~100/s). A busier worker leaves them to its polls, which come round
+        at once under load and take many jobs per step: taking each one apart cost a third of
+        the throughput of many keys at once. The jobs of outcomes recorded together (one FINISH
+        round trip) are taken together. If they cannot be (no free slot, shutting down, Redis
+        unavailable), the poll takes them."""
+        if not self.allow_pick_jobs or self.job_counter > IDLE_JOBS:
+            return  # busy: its polls come round at once, and take many jobs per step
+        self._to_take.append(job_id.encode())
+        if len(self._to_take) == 1:
+            task = asyncio.get_running_loop().create_task(self._take_soon())
+            self._taking.add(task)
+            task.add_done_callback(self._taking.discard)
 
-    async def _take(self, job_id: str) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._start([job_id.encode()], 1)
+    async def _take_soon(self) -> None:
+        await asyncio.sleep(0)  # the other attempts recorded in the same round trip join in
+        jobs, self._to_take = self._to_take, []
+        free = self.max_jobs - self.job_counter
+        if free > 0:
+            with contextlib.suppress(RedisError, OSError):
+                await self._start(jobs, free)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         free = self.max_jobs - self.job_counter
