@@ -41,7 +41,8 @@ NOT_ADMIN = [s for s in SCOPES if s != ADMIN]
 
 @dataclasses.dataclass
 class Objects:
-    """One business's event, endpoint, delivery (replayable: skipped) and replay."""
+    """One business's event, endpoint, delivery (replayable: skipped), replay and listen
+    session."""
 
     business: str
     evt: str
@@ -49,6 +50,7 @@ class Objects:
     dlv: str
     rpl: str
     keyed: str = ""  # the delivery of an event of ordering key k1, pending
+    listen: str = ""  # a listen session (an endpoint of kind listen), taking refund.* only
 
 
 @dataclasses.dataclass
@@ -99,7 +101,15 @@ async def objects_of(api: Client, business: str) -> Objects:
         ),
         202,
     )
-    return Objects(business, evt["id"], ep["id"], dlv, rpl["replay_id"], keyed_dlv)
+    # subscribed to types no request here sends: it adds no delivery to the listings below
+    # (made now, or found: a business's objects may be made twice)
+    resp = await api.put(
+        "/v1/listen-sessions/laptop",
+        json={"business_id": business, "event_types": ["refund.*"]},
+        headers=AUTH,
+    )
+    session = await _ok(resp, 201 if resp.status != 200 else 200)
+    return Objects(business, evt["id"], ep["id"], dlv, rpl["replay_id"], keyed_dlv, session["id"])
 
 
 @pytest.fixture
@@ -155,6 +165,11 @@ REQUESTS: dict[Route, Sample] = {
         f"/v1/endpoints/{o.ep}/replay",
         {"since": "1h", "dry_run": True},
     ),
+    ("GET", "/v1/endpoints/{id}/listen"): lambda w, o: (f"/v1/endpoints/{o.listen}/listen", None),
+    ("PUT", "/v1/listen-sessions/{name}"): lambda w, o: (
+        "/v1/listen-sessions/laptop",
+        {"business_id": o.business, "event_types": ["refund.*"]},
+    ),
     ("GET", "/v1/deliveries"): lambda w, o: ("/v1/deliveries", None),
     ("GET", "/v1/deliveries/{id}"): lambda w, o: (f"/v1/deliveries/{o.dlv}", None),
     ("POST", "/v1/deliveries/{id}/replay"): lambda w, o: (f"/v1/deliveries/{o.dlv}/replay", None),
@@ -170,11 +185,26 @@ REQUESTS: dict[Route, Sample] = {
 }
 
 # Routes whose request names a business in its body: another one is a 403 naming the field.
-BUSINESS_IN_BODY = {("POST", "/v1/events"), ("POST", "/v1/endpoints")}
+BUSINESS_IN_BODY = {
+    ("POST", "/v1/events"),
+    ("POST", "/v1/endpoints"),
+    ("PUT", "/v1/listen-sessions/{name}"),
+}
 # Routes that list a business's things: a bound key gets its own only (see test_listings_…).
 LISTINGS = {("GET", "/v1/endpoints"), ("GET", "/v1/deliveries"), ("GET", "/v1/audit-log")}
 # Not any business's: the same for every caller with the scope.
 SHARED = {("GET", "/v1/event-types")}
+# WebSocket routes: sent as an upgrade, which succeeds with 101 Switching Protocols (the
+# connection is closed at once).
+UPGRADES = {("GET", "/v1/endpoints/{id}/listen")}
+WEBSOCKET_UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+# What a route's {id} is taken from, when not the Objects field its owner names.
+ID_FIELD = {("GET", "/v1/endpoints/{id}/listen"): "listen"}
 
 
 def app_routes(app: web.Application) -> set[Route]:
@@ -189,7 +219,16 @@ def app_routes(app: web.Application) -> set[Route]:
 
 async def send(w: World, route: Route, headers: dict[str, str], o: Objects) -> Any:
     path, body = REQUESTS[route](w, o)
-    return await w.api.request(route[0], path, json=body, headers=headers)
+    if route in UPGRADES:
+        headers = {**headers, **WEBSOCKET_UPGRADE}
+    resp = await w.api.request(route[0], path, json=body, headers=headers)
+    if resp.status == 101:
+        resp.close()  # the session's connection: closed at once
+    return resp
+
+
+def succeeded(route: Route, status: int) -> bool:
+    return status == 101 if route in UPGRADES else 200 <= status < 300
 
 
 # ---- the table ----------------------------------------------------------------------------
@@ -288,7 +327,7 @@ async def test_with_its_scope_a_route_succeeds(
 ) -> None:
     headers = await world.key([access.RULES[route].scope], business)
     resp = await send(world, route, headers, world.mine)
-    assert 200 <= resp.status < 300, await resp.text()
+    assert succeeded(route, resp.status), await resp.text()
 
 
 async def test_admin_and_the_bootstrap_token_may_use_every_route(world: World) -> None:
@@ -299,7 +338,7 @@ async def test_admin_and_the_bootstrap_token_may_use_every_route(world: World) -
             # endpoints made stay under the per-business limit
             mine = await objects_of(world.api, f"{MINE}_{n}")
             resp = await send(world, route, headers, mine)
-            assert 200 <= resp.status < 300, (route, await resp.text())
+            assert succeeded(route, resp.status), (route, await resp.text())
 
 
 # ---- business scoping ---------------------------------------------------------------------
@@ -314,9 +353,10 @@ async def test_another_businesss_id_is_404_exactly_as_an_unknown_one(
     rule = access.RULES[route]
     assert rule.owner is not None
     headers = await world.key(NOT_ADMIN, MINE)
-    foreign_id = getattr(world.theirs, rule.owner)
+    field = ID_FIELD.get(route, rule.owner)
+    foreign_id = getattr(world.theirs, field)
     unknown_id = UNKNOWN[rule.owner]
-    unknown = dataclasses.replace(world.theirs, **{rule.owner: unknown_id})
+    unknown = dataclasses.replace(world.theirs, **{field: unknown_id})
     answers = []
     for o, named in ((world.theirs, foreign_id), (unknown, unknown_id)):
         resp = await send(world, route, headers, o)
@@ -387,8 +427,9 @@ async def test_listings_show_a_bound_key_its_own_business_only(world: World) -> 
     everything = await (await api.get("/v1/deliveries", headers=AUTH)).json()
     assert {d["business_id"] for d in everything["data"]} == {MINE, THEIRS}
 
-    assert {e["id"] for e in await listed("/v1/endpoints")} == {world.mine.ep}
-    assert {e["id"] for e in await listed(f"/v1/endpoints?business_id={MINE}")} == {world.mine.ep}
+    own = {world.mine.ep, world.mine.listen}
+    assert {e["id"] for e in await listed("/v1/endpoints")} == own
+    assert {e["id"] for e in await listed(f"/v1/endpoints?business_id={MINE}")} == own
     assert await listed(f"/v1/endpoints?business_id={THEIRS}") == []
     assert {d["id"] for d in await listed("/v1/deliveries")} == {world.mine.dlv, world.mine.keyed}
     assert await listed(f"/v1/deliveries?business_id={THEIRS}") == []

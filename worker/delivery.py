@@ -22,11 +22,13 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
+from gateway.core.listen import is_listen_url
 from gateway.core.logs import error_fields
 from gateway.core.model import Claim, Finished
 from gateway.core.targets import TargetRules
 from gateway.store import queue
 from gateway.store.groupcommit import GroupCommit
+from gateway.store.listen import Attempt, ListenRelay, UnreadableOutcome
 from gateway.store.metrics import latency_bucket
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
@@ -56,6 +58,8 @@ class Deps:
     rules: TargetRules
     # Concurrent attempts' FINISH scripts share one round trip.
     finisher: GroupCommit[Finished, str]
+    # Attempts of listen sessions go through it instead of HTTP.
+    listen: ListenRelay
     # Takes a job that a recorded outcome made due (the worker's ``take_now``); by default
     # nothing: the next poll takes it.
     take_now: Callable[[str], None] = lambda job_id: None
@@ -90,9 +94,12 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
             custom=claim.headers,
             ordering=(claim.ordering_key, claim.sequence) if claim.sequence else None,
         )
-        result = await http.post(
-            deps.session, claim.url, claim.body, headers, limit_s=deps.timeout, rules=deps.rules
-        )
+        if is_listen_url(claim.url):
+            result = await _relay(deps, delivery_id, job_id, claim, headers)
+        else:
+            result = await http.post(
+                deps.session, claim.url, claim.body, headers, limit_s=deps.timeout, rules=deps.rules
+            )
     except asyncio.CancelledError:
         raise  # shutdown: the job runs again; the endpoint slot's lease runs out
     except _Unsendable as exc:
@@ -158,6 +165,57 @@ async def attempt(deps: Deps, delivery_id: str, job_id: str, claim: Claim) -> st
         not_recorded=None if state == "ok" else state,
     )
     return decision.outcome
+
+
+async def _relay(
+    deps: Deps, delivery_id: str, job_id: str, claim: Claim, headers: dict[str, str]
+) -> http.AttemptResult:
+    """An attempt of a listen session: handed to the gateway holding the session's WebSocket,
+    which has its client forward it to the developer's receiver and gives back what came of it
+    (``gateway/store/listen.py``). An outcome that does not come back within the delivery
+    timeout is a timeout, as for an HTTP endpoint that never answers.
+
+    The client's error text is recorded with the attempt, behind ``listen:`` so a log line,
+    which says only an error's kind (``http.error_kind``), never quotes what a client sent."""
+    started = time.monotonic()
+    attempt = Attempt(
+        job_id=job_id,
+        delivery_id=delivery_id,
+        event_id=claim.event_id,
+        event_type=claim.event_type,
+        attempt=claim.attempt,
+        headers=headers,
+        body=claim.body,
+        timeout=deps.timeout,
+    )
+    try:
+        outcome = await deps.listen.forward(claim.endpoint_id, attempt)
+    except UnreadableOutcome:
+        return http.AttemptResult(None, time.monotonic() - started, "listen: unreadable outcome")
+    except RedisError as exc:  # by kind only: a Redis error can quote what it was sent
+        log.warning(
+            "hookgate.delivery.listen_relay_failed",
+            delivery_id=delivery_id,
+            endpoint_id=claim.endpoint_id,
+            **error_fields(exc),
+        )
+        return http.AttemptResult(None, time.monotonic() - started, "listen: store unavailable")
+    if outcome is None:
+        return http.AttemptResult(
+            None,
+            time.monotonic() - started,
+            f"timeout after {deps.timeout:g}s: no outcome from hookgate listen",
+        )
+    latency = outcome.latency_ms / 1000
+    if outcome.status is None:
+        return http.AttemptResult(None, latency, f"listen: {outcome.error or 'no answer'}")
+    ok = 200 <= outcome.status < 300
+    return http.AttemptResult(
+        status=outcome.status,
+        latency=latency,
+        error=None if ok else f"HTTP {outcome.status}",
+        response_body=outcome.body,
+    )
 
 
 async def replay_batch(ctx: dict[str, Any], replay_id: str) -> str:

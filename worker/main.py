@@ -23,6 +23,7 @@ from gateway.core.model import Claim
 from gateway.core.settings import Settings
 from gateway.store import queue
 from gateway.store.connection import check_at_start, connect
+from gateway.store.listen import ListenRelay
 from gateway.store.recovery import Recovery
 from gateway.store.store import Store
 
@@ -41,8 +42,10 @@ IDLE_JOBS = 2
 SWEEP_MARGIN = 5.0
 
 
-async def sweep_forever(store: Store, settings: Settings) -> None:
-    """Re-enqueue pending deliveries whose job vanished (a crash between steps, an expired job).
+async def sweep_forever(store: Store, settings: Settings, listen: ListenRelay) -> None:
+    """Re-enqueue pending deliveries whose job vanished (a crash between steps, an expired job),
+    and delete the listen sessions no client has been connected to for
+    ``HOOKGATE_LISTEN_SESSION_TTL``.
 
     A delivery is looked at once its job is overdue by more than arq's recovery time for a
     dead worker, so a job that is merely slow or waiting for a crashed worker is left alone.
@@ -54,6 +57,8 @@ async def sweep_forever(store: Store, settings: Settings) -> None:
             rescued = await store.rescue_due(int(time.time() * 1000) - grace_ms)
             if rescued:
                 log.warning("hookgate.sweeper.rescued", count=rescued)
+            for endpoint_id in await listen.expire_sessions(settings.listen_session_ttl):
+                log.info("hookgate.sweeper.listen_session_expired", endpoint_id=endpoint_id)
             if time.monotonic() >= next_trim:
                 trimmed = await store.trim_indices()
                 next_trim = time.monotonic() + TRIM_INTERVAL
@@ -190,6 +195,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
     """An arq Worker delivering hookgate's queue, with JSON jobs (never pickle)."""
     queue.check_arq()
     store = Store(redis, settings, load_catalog())
+    listen = ListenRelay(store)
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -203,8 +209,9 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
             rules=settings.targets,
             finisher=make_finisher(store),
             take_now=worker.take_now,
+            listen=listen,
         )
-        tasks.append(asyncio.create_task(sweep_forever(store, settings)))
+        tasks.append(asyncio.create_task(sweep_forever(store, settings, listen)))
         tasks.append(asyncio.create_task(heartbeat_forever(redis, settings.worker_heartbeat)))
         log.info("hookgate.worker.started", concurrency=settings.worker_concurrency)
 

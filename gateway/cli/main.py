@@ -1,4 +1,5 @@
-"""The ``hookgate`` command: ``serve``, ``worker`` and ``dev``."""
+"""The ``hookgate`` command: ``serve``, ``worker`` and ``dev``; the operator commands, ``trigger``
+and ``listen`` are registered from their modules."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from gateway import __version__
-from gateway.cli import trigger
+from gateway.cli import listen, trigger
 from gateway.cli.commands import register
 from gateway.core.errors import ConfigError, HookgateError
 from gateway.core.settings import Settings
@@ -137,3 +138,4 @@ def dev(data_dir: str) -> None:
 
 register(main)
 trigger.register(main)
+listen.register(main)

@@ -34,6 +34,7 @@ Action = Literal[
     "api_key.revoke",
     "portal_link.create",
     "event_type.register",
+    "listen_session.open",  # `hookgate listen` opened (found or made) a listen session
     "portal.sign_in",
     "portal.sign_out",
 ]
@@ -44,6 +45,7 @@ ActionFilter = Literal[
     "api_key.*",
     "portal_link.*",
     "event_type.*",
+    "listen_session.*",
     "portal.*",
 ]
 ActorKind = Literal["token", "key", "portal", "system", "anonymous"]

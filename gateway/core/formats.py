@@ -37,6 +37,9 @@ KEY_NAME = whole(r"[^\x00-\x1f\x7f]{1,100}")  # an API key's name: no control ch
 # lone surrogate: JSON decoding refuses one, ``validation.ordering_key`` one from a URL). It is
 # sent to receivers percent-encoded where it is not ASCII.
 ORDERING_KEY = whole(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,200}")
+# A listen session's name (``hookgate listen --session``): one business's sessions are told
+# apart by it, and it is a path segment and part of the session's ``listen://`` URL.
+LISTEN_SESSION = whole(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 # RFC 3339's date-time (section 5.6). datetime.fromisoformat takes more (ISO 8601's week dates,
 # basic format, no seconds, …) that receivers' RFC 3339 parsers would refuse.
 DATE_TIME = whole(
@@ -64,5 +67,6 @@ WORDS = {
     HEADER_VALUE: "printable ASCII; spaces and tabs only between visible characters",
     KEY_NAME: "1-100 characters, no control characters",
     ORDERING_KEY: "a string of 1-200 printable characters (no control characters)",
+    LISTEN_SESSION: "1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit",
     **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
 }

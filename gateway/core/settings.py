@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from gateway.core.durations import parse_duration
 from gateway.core.errors import ConfigError
+from gateway.core.listen import SESSION_TTL
 from gateway.core.redisurl import RedisTarget, parse_redis_url
 from gateway.core.secretbox import SecretBox
 from gateway.core.targets import IPNetwork, TargetRules, parse_allowed_networks
@@ -72,6 +73,9 @@ class Settings:
     sweep_interval: float = 30.0
     # An endpoint with no successful attempt for this long while attempts fail is disabled.
     disable_after: float = 5 * 86400.0
+    # A listen session (``hookgate listen``) no client has been connected to for this long is
+    # deleted, and its pending deliveries cancelled.
+    listen_session_ttl: float = SESSION_TTL
     # Jitter fraction applied to every retry delay; tests set 0 for exact timing.
     retry_jitter: float = 0.2
     # How long a client may take to send one request (its headers, then its body) and how long
@@ -198,6 +202,12 @@ class Settings:
             "disable_after",
             _non_negative,
             "a duration like 5d (0s: never)",
+        )
+        read(
+            "HOOKGATE_LISTEN_SESSION_TTL",
+            "listen_session_ttl",
+            _positive,
+            "a duration such as 24h",
         )
         read("HOOKGATE_WORKER_HEARTBEAT", "worker_heartbeat", _nonempty, "a file path")
         read(

@@ -19,6 +19,9 @@ BUSINESSES = PREFIX + "businesses"  # set of every business that has had an endp
 API_KEYS = PREFIX + "api-keys"  # set of every API key id, revoked and expired ones too
 # Stream of every audit entry (lib/audit.lua), trimmed to HOOKGATE_AUDIT_RETENTION.
 AUDIT = PREFIX + "audit"
+# Zset of every listen session's endpoint id → when a client last opened it or was connected
+# to it (ms): what the worker's sweep reads to delete the sessions no one has used for a day.
+LISTEN_SESSIONS = PREFIX + "listen:sessions"
 # Delivery indices: zsets of "{created_ms:013d}:{delivery_id}" at score 0, so a lexical range
 # is a time range and a member is a stable cursor.
 INDEX_ALL = PREFIX + "idx:all"
@@ -106,6 +109,30 @@ def ordering_blocked(endpoint_id: str) -> str:
 
 def business_endpoints(business_id: str) -> str:
     return f"{PREFIX}bus:{business_id}:eps"
+
+
+def business_listen_sessions(business_id: str) -> str:
+    """Hash of one business's listen sessions: session name → endpoint id (a name is one
+    business's: two businesses may each have a session of the same name)."""
+    return f"{PREFIX}bus:{business_id}:listen"
+
+
+def listen_online(endpoint_id: str) -> str:
+    """String held while a client is connected to the listen session: the connection's token,
+    refreshed every second with a short expiry. An attempt of the session made while it is
+    absent waits (it is re-deferred without being made or recorded)."""
+    return f"{PREFIX}listen:{endpoint_id}:online"
+
+
+def listen_outbox(endpoint_id: str) -> str:
+    """Stream of the listen session's attempts for the gateway holding its WebSocket to send
+    (job, delivery, signed headers, body), trimmed to about a thousand entries."""
+    return f"{PREFIX}listen:{endpoint_id}:out"
+
+
+def listen_reply(job_id: str) -> str:
+    """List the outcome of one listen attempt is pushed to (the worker BLPOPs it)."""
+    return f"{PREFIX}listen:reply:{job_id}"
 
 
 def delivery(delivery_id: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from gateway.core import codec
+from gateway.core import codec, listen
 from gateway.core.catalog import OPERATIONAL_TYPES
 from gateway.core.clock import iso_ms, now_ms
 from gateway.core.errors import ConfigError, Conflict, DomainError, NotFound, ValidationFailed
@@ -212,8 +212,25 @@ class Store:
             raise ValidationFailed("signing", "must be one of " + ", ".join(SCHEMES))
         endpoint_id = new_id("ep")
         entry, secret = self._new_signing_key(signing, endpoint_id)
+        mapping = self._new_endpoint(endpoint_id, entry, signing, fields)
+        limit = self.settings.max_endpoints_per_business
+        stored, count = await self.scripts.create_endpoint(
+            endpoint_id, fields.business_id, mapping, limit=limit
+        )
+        if not stored:
+            raise _endpoint_limit(limit, count)
+        view = await self.get_endpoint(endpoint_id)
+        view["headers"] = dict(fields.headers or {})  # in clear this once, like the secret
+        return view, secret
+
+    def _new_endpoint(
+        self, endpoint_id: str, entry: dict[str, Any], signing: str, fields: EndpointFields
+    ) -> dict[str, Any]:
+        """The hash of a new endpoint: its first signing key ``entry`` (sealed) and its custom
+        headers sealed."""
+        assert fields.business_id is not None and fields.url is not None
         now = now_ms()
-        mapping = {
+        return {
             "id": endpoint_id,
             "business_id": fields.business_id,
             "url": fields.url,
@@ -230,21 +247,47 @@ class Store:
             "created_at": now,
             "updated_at": now,
         }
-        limit = self.settings.max_endpoints_per_business
-        stored, count = await self.scripts.create_endpoint(
-            endpoint_id, fields.business_id, mapping, limit=limit
+
+    async def open_listen_session(
+        self, business_id: str, name: str, event_types: tuple[str, ...]
+    ) -> tuple[dict[str, Any], str, bool]:
+        """The business's listen session ``name``, stored now if it has none: (the endpoint,
+        its current signing secret, whether it was created).
+
+        A session is an endpoint of kind ``listen`` (``gateway/core/listen.py``) delivering one
+        at a time, in ingest order (a delivery whose retries are spent is passed over, not
+        waited for). Found again, it takes ``event_types`` as its subscription (empty: every
+        type). Refused like ``create_endpoint`` at the business's endpoint limit.
+        """
+        fields = EndpointFields(
+            business_id=business_id,
+            url=listen.session_url(name),
+            event_types=event_types,
+            description=f"hookgate listen session {name}",
+            max_in_flight=1,
+            ordered=True,
+            on_exhausted="skip",
         )
-        if not stored:
-            raise Conflict(
-                f"a business may have at most {limit} endpoints "
-                f"(HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS) and this one has {count}; "
-                "delete one first",
-                code="endpoint_limit",
-                details={"limit": limit},
+        endpoint_id = new_id("ep")
+        entry, _ = self._new_signing_key(HMAC, endpoint_id)
+        mapping = self._new_endpoint(endpoint_id, entry, HMAC, fields)
+        mapping.update(kind=listen.KIND, session=name, last_connected_at=mapping["created_at"])
+        limit = self.settings.max_endpoints_per_business
+        kind, value = await self.scripts.listen_session(
+            endpoint_id, business_id, name, mapping, limit=limit
+        )
+        if kind == "limit":
+            raise _endpoint_limit(limit, int(value))
+        endpoint_id = value
+        key = keys.endpoint(endpoint_id)
+        types = " ".join(event_types)
+        if kind == "found" and (await self._endpoint_raw(endpoint_id)).get("types", "") != types:
+            await self.write_if_exists(
+                key, endpoint_id, lambda _raw: {"types": types, "updated_at": now_ms()}
             )
-        view = await self.get_endpoint(endpoint_id)
-        view["headers"] = dict(fields.headers or {})  # in clear this once, like the secret
-        return view, secret
+        raw = await self._endpoint_raw(endpoint_id)
+        newest = self._opened(raw["secrets"], endpoint_id)[0][0]
+        return await self.get_endpoint(endpoint_id), newest, kind == "created"
 
     def _check_in_flight(self, fields: EndpointFields) -> None:
         bound = self.settings.max_in_flight
@@ -378,6 +421,8 @@ class Store:
 
     async def update_endpoint(self, endpoint_id: str, fields: EndpointFields) -> dict[str, Any]:
         self._check_in_flight(fields)
+        if (await self._endpoint_raw(endpoint_id)).get("kind") == listen.KIND:
+            _check_listen_change(fields)
         mapping: dict[str, Any] = {"updated_at": now_ms()}
         if fields.url is not None:
             mapping["url"] = fields.url
@@ -466,17 +511,45 @@ class Store:
                 found += self._open_secrets(raw_secrets, as_str(endpoint_id), time.time())
         return found
 
-    async def delete_endpoint(self, endpoint_id: str) -> None:
+    async def delete_endpoint(self, endpoint_id: str, reason: str = "endpoint_deleted") -> None:
+        """Deletes the endpoint and cancels its pending deliveries (with ``reason``); a listen
+        session's name, online mark and outbox go with it."""
         raw = await self._endpoint_raw(endpoint_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.srem(keys.business_endpoints(raw["business_id"]), endpoint_id)
-            pipe.srem(keys.ENDPOINTS, endpoint_id)
-            pipe.delete(keys.endpoint(endpoint_id), keys.ordering_blocked(endpoint_id))
-            # its deliveries stay listable until they expire, and so does their index
-            pipe.pexpire(keys.index_endpoint(endpoint_id), int(self.settings.retention * 1000))
-            await pipe.execute()
+        # A listen session's name is freed only while it still names this endpoint: a session
+        # of the same name opened meanwhile keeps it.
+        names = keys.business_listen_sessions(raw["business_id"])
+        listening = raw.get("kind") == listen.KIND
+        for _ in range(20):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    named = False
+                    if listening:
+                        await pipe.watch(names)
+                        held = await awaited(pipe.hget(names, raw.get("session", "")))
+                        named = as_str(held) == endpoint_id
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.srem(keys.business_endpoints(raw["business_id"]), endpoint_id)
+                    pipe.srem(keys.ENDPOINTS, endpoint_id)
+                    pipe.delete(keys.endpoint(endpoint_id), keys.ordering_blocked(endpoint_id))
+                    # its deliveries stay listable until they expire, and so does their index
+                    pipe.pexpire(
+                        keys.index_endpoint(endpoint_id), int(self.settings.retention * 1000)
+                    )
+                    if listening:
+                        pipe.delete(
+                            keys.listen_online(endpoint_id), keys.listen_outbox(endpoint_id)
+                        )
+                        pipe.zrem(keys.LISTEN_SESSIONS, endpoint_id)
+                        if named:
+                            pipe.hdel(names, raw.get("session", ""))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        else:
+            raise Conflict("the endpoint is being changed concurrently; try again")
         # Pending deliveries left behind are cancelled here, and by the worker's claim otherwise.
-        await self.scripts.cancel_endpoint(endpoint_id, "endpoint_deleted")
+        await self.scripts.cancel_endpoint(endpoint_id, reason)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -548,10 +621,18 @@ class Store:
         return int((self.settings.delivery_timeout + 10) * 1000)
 
     async def take_and_claim(
-        self, job_ids: Sequence[bytes], *, wanted: int, in_progress_ms: int, busy_defer_ms: int
+        self,
+        job_ids: Sequence[bytes],
+        *,
+        wanted: int,
+        in_progress_ms: int,
+        busy_defer_ms: int,
+        offline_defer_ms: int = listen.OFFLINE_DEFER_MS,
     ) -> list[tuple[str, int | Claim]]:
         """Takes up to ``wanted`` of the due jobs ``job_ids`` (from arq's poll) in one atomic
-        step, claiming the attempt of each attempt job (``lua/take_and_claim.lua``).
+        step, claiming the attempt of each attempt job (``lua/take_and_claim.lua``). An attempt
+        whose endpoint is at its cap waits ``busy_defer_ms`` (1-3 times), one of a listen
+        session no client is connected to ``offline_defer_ms``.
 
         Returns (job id, claim) for attempts to make now and (job id, queue score) for other
         jobs, which arq runs itself.
@@ -564,6 +645,7 @@ class Store:
             busy_defer_ms=busy_defer_ms,
             default_cap=DEFAULT_MAX_IN_FLIGHT,
             max_cap=self.settings.max_in_flight,
+            offline_defer_ms=offline_defer_ms,
         )
         return [
             (job_id, what if isinstance(what, int) else self._claim_of(what))
@@ -584,6 +666,12 @@ class Store:
             secret_error = secret_error or (
                 "headers_unavailable: HOOKGATE_SECRET_KEY cannot open the custom headers"
             )
+        ordering_key = as_str(reply.ordering_key)
+        sequence = int(reply.sequence or 0)
+        if ordering_key == listen.ORDERING_KEY:
+            # A listen session's own key orders its deliveries; it is not the event's, so no
+            # webhook-ordering-key or webhook-sequence header names it.
+            ordering_key, sequence = "", 0
         return Claim(
             body=reply.body,
             url=as_str(reply.url),
@@ -595,8 +683,8 @@ class Store:
             endpoint_id=endpoint_id,
             chain=int(reply.chain),
             event_type=as_str(reply.event_type),
-            ordering_key=as_str(reply.ordering_key),
-            sequence=int(reply.sequence or 0),
+            ordering_key=ordering_key,
+            sequence=sequence,
         )
 
     async def finish_many(self, many: Sequence[Finished]) -> list[str]:
@@ -631,6 +719,31 @@ class Store:
         return rescued
 
 
+def _endpoint_limit(limit: int, count: int) -> Conflict:
+    return Conflict(
+        f"a business may have at most {limit} endpoints "
+        f"(HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS) and this one has {count}; "
+        "delete one first",
+        code="endpoint_limit",
+        details={"limit": limit},
+    )
+
+
+# What a listen session keeps as it is: it is reached through its WebSocket, one delivery at
+# a time, in order.
+_LISTEN_FIXED = ("url", "headers", "max_in_flight", "ordered", "on_exhausted")
+
+
+def _check_listen_change(fields: EndpointFields) -> None:
+    for name in _LISTEN_FIXED:
+        if getattr(fields, name) is not None:
+            raise ValidationFailed(
+                name,
+                "cannot be changed on a listen session (its event_types and description can)",
+                code="listen_session",
+            )
+
+
 def event_of(delivery_id: str) -> str:
     """A delivery's event id: ``dlv_{26-character event stem}{n}`` → ``evt_{stem}``."""
     return "evt_" + delivery_id[4:30]
@@ -653,8 +766,10 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
     entries = json.loads(raw.get("secrets") or "[]")
     signing = raw.get("signing") or HMAC
     public_keys = signing_public_keys(entries, now_ms()) if signing == ED25519 else []
+    listening = raw.get("kind") == listen.KIND
     return {
         "id": raw["id"],
+        "kind": listen.KIND if listening else listen.HTTP_KIND,
         "business_id": raw["business_id"],
         "url": raw["url"],
         "event_types": types.split() if types else None,
@@ -670,6 +785,8 @@ def endpoint_view(raw: dict[str, str]) -> dict[str, Any]:
         "signing": signing,
         "public_key": public_keys[0] if public_keys else None,
         "public_keys": public_keys,
+        "session": raw.get("session") if listening else None,
+        "last_connected_at": iso_ms(raw.get("last_connected_at")) if listening else None,
         "created_at": iso_ms(raw.get("created_at")),
         "updated_at": iso_ms(raw.get("updated_at")),
     }

@@ -71,6 +71,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/endpoints/{id}/ordering/blocked"): Rule("read", "ep"),
     # skipping gives up on a delivery, as a replay retries one
     ("POST", "/v1/endpoints/{id}/ordering/keys/{key}/skip"): Rule("deliveries:replay", "ep"),
+    ("GET", "/v1/endpoints/{id}/listen"): Rule("endpoints:write", "ep"),
+    # a listen session is an endpoint: opening one may make one (its business is the body's)
+    ("PUT", "/v1/listen-sessions/{name}"): Rule("endpoints:write"),
     ("GET", "/v1/deliveries"): READ,
     ("GET", "/v1/deliveries/{id}"): Rule("read", "dlv"),
     ("POST", "/v1/deliveries/{id}/replay"): Rule("deliveries:replay", "dlv"),

@@ -22,7 +22,7 @@ from gateway.core.model import Ingested, PreparedEvent
 from gateway.store.metrics import render_metrics
 from gateway.store.recovery import DeliveryFilter
 from gateway.store.store import encoded, fingerprint
-from gateway.web import access, audit, bodies, schemas, validation
+from gateway.web import access, audit, bodies, listen, schemas, validation
 from gateway.web.bodies import answer
 from gateway.web.budget import SMALL_BODY
 from gateway.web.context import (
@@ -464,6 +464,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"/v1/endpoints/{ep}/ordering/blocked", list_blocked_keys)
     # an ordering key may hold any printable character; the router hands it over unquoted
     r.add_post(f"/v1/endpoints/{ep}/ordering/keys/{{key:[^/]+}}/skip", skip_ordering_key)
+    r.add_get(f"/v1/endpoints/{ep}/listen", listen.connect)
+    r.add_put("/v1/listen-sessions/{name}", listen.put_listen_session)
     r.add_get("/v1/deliveries", list_deliveries)
     r.add_get(f"/v1/deliveries/{dlv}", get_delivery)
     r.add_post(f"/v1/deliveries/{dlv}/replay", replay_delivery)

@@ -34,6 +34,7 @@ from gateway.web.context import (
     STORE,
 )
 from gateway.web.errors import api_middleware
+from gateway.web.listen import setup_listen
 from gateway.web.portal import post_portal_link, setup_portal
 from gateway.web.requests import BATCH_BODY_LIMIT
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
     app.cleanup_ctx.append(_watch_redis)
     app.cleanup_ctx.append(_write_key_uses)
     api.add_routes(app)
+    setup_listen(app, store)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     setup_portal(app)
     app.router.add_get("/", _to_portal)

@@ -68,6 +68,12 @@ class Busy(DomainError):
     code = "busy"
 
 
+class UpgradeRequired(DomainError):
+    """A WebSocket route asked for without a WebSocket upgrade."""
+
+    code = "upgrade_required"
+
+
 STATUS: dict[type[DomainError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
@@ -77,6 +83,7 @@ STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
+    UpgradeRequired: 426,
     LimitExceeded: 422,
     StoreUnavailable: 503,
     Busy: 503,
@@ -137,6 +144,8 @@ def domain_error_response(exc: DomainError) -> web.Response:
         response.force_close()  # the rest of the body is never read: drop the connection
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="hookgate"'
+    if status == 426:
+        response.headers["Upgrade"] = "websocket"
     if status == 503:
         response.headers["Retry-After"] = RETRY_AFTER
     return response

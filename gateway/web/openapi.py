@@ -96,6 +96,13 @@ ORDERING_KEY_IN_PATH = {
     "schema": {"type": "string", "pattern": formats.ORDERING_KEY},
     "description": "the ordering key, percent-encoded",
 }
+LISTEN_SESSION_IN_PATH = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": formats.LISTEN_SESSION},
+    "description": "the session's name, one of the business's",
+}
 DISABLED = "the endpoint is disabled: enable it first (endpoint_disabled)"
 CONCURRENT = "the endpoint is being changed concurrently; try again"
 S = schemas
@@ -242,6 +249,50 @@ OPERATIONS = (
         conflict="an attempt of the key's head is open right now (attempt_in_flight)",
         description="A blocked head stays failed; a head still being retried ends failed with "
         "the reason skipped. 404 when no delivery holds the key.",
+    ),
+    Operation(
+        "get",
+        "/v1/endpoints/{id}/listen",
+        "A listen session's WebSocket: its deliveries, for hookgate listen to forward",
+        {
+            101: (None, "Switching Protocols: the session's WebSocket"),
+            426: (S.Error, "Not a WebSocket upgrade (upgrade_required)"),
+        },
+        id_kind="ep",
+        conflict="the endpoint is not a listen session (not_a_listen_session), or is disabled "
+        "(endpoint_disabled)",
+        description=(
+            "While a client holds it, the session's deliveries are made: each attempt comes as "
+            'a JSON message {"type": "delivery", "job_id", "delivery_id", "event_id", '
+            '"event_type", "attempt", "headers", "body", "timeout"}, and the client answers '
+            '{"type": "outcome", "job_id", "status", "latency_ms", "body", "error"}, which is '
+            "recorded as the attempt's outcome. A newer connection takes the session over: the "
+            'older one gets {"type": "replaced"} and is closed (code 4001). While no client is '
+            "connected the session's deliveries wait, spending no attempt."
+        ),
+    ),
+    Operation(
+        "put",
+        "/v1/listen-sessions/{name}",
+        "Open a listen session (hookgate listen): the business's session of this name, made "
+        "when it has none; the answer holds its secret",
+        {
+            201: (S.ListenSession, "Made"),
+            200: (S.ListenSession, "Found: the same session, resumed"),
+        },
+        body=S.ListenSessionIn,
+        parameters=(LISTEN_SESSION_IN_PATH,),
+        conflict="the business has as many endpoints as HOOKGATE_MAX_ENDPOINTS_PER_BUSINESS "
+        "allows (endpoint_limit)",
+        description=(
+            "A listen session is an endpoint of kind listen (url listen://<name>) that delivers "
+            "one event at a time, in ingest order, to the client holding its WebSocket "
+            "(GET /v1/endpoints/{id}/listen). Its deliveries wait while no client is connected; "
+            "it is deleted HOOKGATE_LISTEN_SESSION_TTL (24h unless set) after a client was last "
+            "connected. Every answer shows its current secret, for the receiver behind "
+            "hookgate listen; event_types replace the session's subscription (absent: every "
+            "type)."
+        ),
     ),
     Operation(
         "get",

@@ -237,6 +237,7 @@ EndpointId = Annotated[str, Meta(pattern=formats.IDS["ep"])]
 DeliveryId = Annotated[str, Meta(pattern=formats.IDS["dlv"])]
 ReplayId = Annotated[str, Meta(pattern=formats.IDS["rpl"])]
 ApiKeyId = Annotated[str, Meta(pattern=formats.IDS["key"])]
+EndpointKind = Literal["http", "listen"]
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled", "skipped"]  # STATUSES
 ReplayFilter = Literal["failed", "all"]
 
@@ -370,6 +371,14 @@ class DisableIn(RequestBody):
     """Why the endpoint is disabled (the body may be left out)."""
 
     reason: Annotated[str, Meta(min_length=1, max_length=MAX_REASON)] = "disabled by an operator"
+
+
+class ListenSessionIn(RequestBody):
+    """The listen session to open (``hookgate listen``): the business's session of the path's
+    name, made when it has none."""
+
+    business_id: BusinessId
+    event_types: Subscriptions | None = None
 
 
 class PortalLinkIn(RequestBody):
@@ -648,6 +657,14 @@ class Endpoint(Answer):
     """An endpoint (never its secrets)."""
 
     id: EndpointId
+    kind: Annotated[
+        EndpointKind,
+        Meta(
+            description="listen: a `hookgate listen` session, whose deliveries reach a "
+            "developer's machine through its WebSocket (url listen://<session>); http: every "
+            "other endpoint"
+        ),
+    ]
     business_id: str
     url: str
     event_types: Annotated[list[str] | None, Meta(description="null: every type")]
@@ -673,6 +690,14 @@ class Endpoint(Answer):
             "hmac: empty"
         ),
     ]
+    session: Annotated[str | None, Meta(description="a listen session's name; null: http")]
+    last_connected_at: Annotated[
+        Timestamp | None,
+        Meta(
+            description="when a client was last connected to the listen session (it is "
+            "deleted HOOKGATE_LISTEN_SESSION_TTL, 24h unless set, after); null: http"
+        ),
+    ]
     created_at: Timestamp | None
     updated_at: Timestamp | None
     health: (
@@ -689,9 +714,16 @@ class EndpointWithSecret(Endpoint, kw_only=True):
         Meta(
             description="hmac: the new whsec_ secret, only in create and rotate answers; "
             "ed25519: null, the private key is never shown (verify with public_key, the new "
-            "key pair's)"
+            "key pair's); a listen session's, on every opening"
         ),
     ]
+
+
+class ListenSession(EndpointWithSecret, kw_only=True):
+    """A listen session, with its current signing secret: its owner configures the receiver
+    behind ``hookgate listen`` with it, so every opening shows it."""
+
+    created: Annotated[bool, Meta(description="false: the session existed and is resumed")]
 
 
 class EndpointList(Answer):

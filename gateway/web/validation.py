@@ -47,6 +47,7 @@ from gateway.web.schemas import (
 BUSINESS_ID_RE = re.compile(formats.BUSINESS_ID)
 IDEMPOTENCY_KEY_RE = re.compile(formats.IDEMPOTENCY_KEY)
 ORDERING_KEY_RE = re.compile(formats.ORDERING_KEY)
+LISTEN_SESSION_RE = re.compile(formats.LISTEN_SESSION)
 HEADER_NAME_RE = re.compile(formats.HEADER_NAME)
 HEADER_VALUE_RE = re.compile(formats.HEADER_VALUE)
 DATE_TIME_RE = re.compile(formats.DATE_TIME)
@@ -131,6 +132,13 @@ def ordering_key(value: Any, field: str = "ordering_key") -> str:
         value.encode()
     except UnicodeEncodeError:
         raise ValidationFailed(field, "must be UTF-8 text") from None
+    return value
+
+
+def listen_session_name(value: Any, field: str = "name") -> str:
+    """A listen session's name, from the path."""
+    if not isinstance(value, str) or not LISTEN_SESSION_RE.match(value):
+        raise ValidationFailed(field, "must be " + schemas.WORDS[formats.LISTEN_SESSION])
     return value
 
 

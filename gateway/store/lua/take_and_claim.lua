@@ -14,7 +14,9 @@
   ARGV[9]     busy deferral, ms (the least: spread over 1-3 times this)
   ARGV[10]    in-flight cap of endpoints that set none
   ARGV[11]    in-flight cap no endpoint goes above, whatever it set
-  ARGV[12..]  the job ids arq's poll read
+  ARGV[12]    offline deferral of a listen session's attempt, ms (the least: spread over 1-3
+              times this)
+  ARGV[13..]  the job ids arq's poll read
   Returns     per started job: {job_id, 'go', claim...} for an attempt, {job_id, score} for a
               job arq runs
 ]]
@@ -23,9 +25,9 @@
 local function main()
   local timeout, wanted = tonumber(ARGV[6]), tonumber(ARGV[7])
   local lease, busy, cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-  local max_cap = tonumber(ARGV[11])
+  local max_cap, offline = tonumber(ARGV[11]), tonumber(ARGV[12])
   local out, started = {}, 0
-  for i = 12, #ARGV do
+  for i = 13, #ARGV do
     if started >= wanted then break end
     local id = ARGV[i]
     local score = redis.call('ZSCORE', ARQ_QUEUE, id)
@@ -34,9 +36,11 @@ local function main()
     if free then
       local did = delivery_of(id)
       if did then
-        -- spread re-deferrals of a busy endpoint over busy .. 3 * busy ms
+        -- spread re-deferrals of a busy endpoint over busy .. 3 * busy ms (and likewise those
+        -- of a listen session no client is connected to)
         local c = claim_delivery(key_delivery(did), did, id, lease,
-                                 busy + (i * 97 + NOW) % (2 * busy), cap, max_cap)
+                                 busy + (i * 97 + NOW) % (2 * busy), cap, max_cap,
+                                 offline + (i * 97 + NOW) % (2 * offline))
         if c[1] == 'go' then
           redis.call('SET', ARQ_IN_PROGRESS_KEY .. id, '1', 'PX', timeout)
           started = started + 1

@@ -7,7 +7,9 @@
 -- the first attempt of each on arq's queue; returns the delivery ids. An event with an
 -- ordering key `okey` ('' for none) joins that key on each ordered endpoint (lib/ordering.lua):
 -- its delivery there gets the key's next sequence number, and waits, with no job yet, when
--- another delivery of the key goes before it.
+-- another delivery of the key goes before it. A listen session orders every delivery by one
+-- key of its own (LISTEN_ORDERING_KEY), whatever key the event has: its deliveries go one at
+-- a time, in ingest order.
 -- `seen`, when given, keeps the endpoints of each business and the fields of each endpoint
 -- read so far in this script call: INGEST_MANY passes one, since ingest changes neither;
 -- scripts that also disable endpoints pass none.
@@ -29,7 +31,7 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen, o
   for _, ep in ipairs(endpoints) do
     local f = seen and seen['ep:' .. ep]
     if not f then
-      f = redis.call('HMGET', key_endpoint(ep), 'types', 'disabled', 'ordered')
+      f = redis.call('HMGET', key_endpoint(ep), 'types', 'disabled', 'ordered', 'kind')
       if seen then seen['ep:' .. ep] = f end
     end
     if f[1] and (only_ep ~= '' or matches(f[1], etype)) then
@@ -43,8 +45,10 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen, o
         count('deliveries_skipped', 1)
       else
         local seq, move, advance = nil, 'go', false
-        if okey and okey ~= '' and f[3] == '1' then
-          seq, move, advance = ord_join(ep, okey, did, nil)
+        local key = okey
+        if f[4] == LISTEN_KIND then key = LISTEN_ORDERING_KEY end
+        if key and key ~= '' and (f[3] == '1' or f[4] == LISTEN_KIND) then
+          seq, move, advance = ord_join(ep, key, did, nil)
         end
         if move == 'go' then
           -- what schedule() writes for the first attempt, in the same HSET
@@ -62,9 +66,9 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen, o
                      'next_attempt_at', '', 'reason', 'waiting')
           redis.call('ZADD', KEY_WAITING, NOW, did)
         end
-        if seq then redis.call('HSET', dkey, 'okey', okey, 'seq', seq) end
+        if seq then redis.call('HSET', dkey, 'okey', key, 'seq', seq) end
         redis.call('SADD', key_endpoint_pending(ep), did)
-        if advance then ord_advance(ep, okey, key_ordering_state(ep, okey)) end
+        if advance then ord_advance(ep, key, key_ordering_state(ep, key)) end
       end
       redis.call('PEXPIRE', dkey, RETENTION)
       redis.call('ZADD', KEY_INDEX_ALL, 0, entry .. did)
