@@ -315,3 +315,31 @@ def test_the_rebuilt_request_headers_show_the_ordering_headers_and_the_scheme() 
     assert shown["webhook-signature"] == "v1,…"
     plain = dict(request_headers("evt_1", 1_700_000_000, {}, signing="ed25519"))
     assert "webhook-sequence" not in plain and plain["webhook-signature"] == "v1a,…"
+
+
+async def test_the_create_form_makes_ordered_and_ed25519_endpoints_and_refuses_bad_choices(
+    api: Client,
+) -> None:
+    csrf = await sign_in(api)
+    base = {"csrf": csrf, "business_id": "bus_form", "url": "http://127.0.0.1:9/hook"}
+    page = await text(await api.get("/portal/endpoints"))
+    assert 'name="ordered"' in page and 'name="on_exhausted"' in page and 'name="signing"' in page
+
+    made = {**base, "ordered": "on", "on_exhausted": "skip", "signing": "ed25519"}
+    page = await text(await api.post("/portal/endpoints", data=made))
+    assert "whpk_" in page and "whsk_" not in page
+    listed = await (await api.get("/v1/endpoints?business_id=bus_form", headers=AUTH)).json()
+    [e] = listed["data"]
+    assert (e["ordered"], e["on_exhausted"], e["signing"]) == (True, "skip", "ed25519")
+
+    plain = await text(await api.post("/portal/endpoints", data={**base, "url": base["url"] + "2"}))
+    assert "whsec_" in plain
+    listed = await (await api.get("/v1/endpoints?business_id=bus_form", headers=AUTH)).json()
+    assert sorted(x["ordered"] for x in listed["data"]) == [False, True]
+
+    for field, bad in (("ordered", "yes"), ("on_exhausted", "retry"), ("signing", "rsa")):
+        resp = await api.post("/portal/endpoints", data={**base, field: bad})
+        page = await text(resp, 422)
+        assert field in message_of(page), message_of(page)
+    listed = await (await api.get("/v1/endpoints?business_id=bus_form", headers=AUTH)).json()
+    assert len(listed["data"]) == 2  # nothing stored by the refused forms

@@ -375,10 +375,30 @@ def _endpoint_body(form: dict[str, str], business_id: str | None) -> dict[str, A
             body["max_in_flight"] = int(cap)
         except ValueError:
             raise ValidationFailed("max_in_flight", "must be a whole number") from None
+    # A checkbox sends "on" when ticked and nothing otherwise; anything else was not the form.
+    ordered = form.get("ordered", "")
+    if ordered not in ("", "on"):
+        raise ValidationFailed("ordered", "must be ticked or not")
+    if ordered:
+        body["ordered"] = True
+    # The selects' values go to the API's validation as they are (it names what it accepts).
+    for choice in ("on_exhausted", "signing"):
+        if form.get(choice, ""):
+            body[choice] = form[choice]
     return body
 
 
-ENDPOINT_FORM = ("business_id", "url", "event_types", "description", "headers", "max_in_flight")
+ENDPOINT_FORM = (
+    "business_id",
+    "url",
+    "event_types",
+    "description",
+    "headers",
+    "max_in_flight",
+    "ordered",
+    "on_exhausted",
+    "signing",
+)
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
