@@ -64,7 +64,7 @@ def read_webhook_headers(headers: object) -> tuple[str, str, str]:
 
 def _read_slow(headers: object) -> tuple[str, str, str]:
     try:
-        found = _collect(headers)
+        found = collect(headers, _WANTED)
     except (MissingHeaders, MalformedHeaders):
         raise
     except Exception as exc:  # a foreign container's own errors become ours
@@ -75,7 +75,10 @@ def _read_slow(headers: object) -> tuple[str, str, str]:
     return found[ID], found[TIMESTAMP], found[SIGNATURE]
 
 
-def _collect(headers: object) -> dict[str, str]:
+def collect(headers: object, wanted: tuple[str, ...]) -> dict[str, str]:
+    """The headers named in ``wanted`` (lower-case) that ``headers`` holds, as text: from a
+    mapping, anything with ``items()`` or a list of pairs, names in any case or in their
+    WSGI spelling (``HTTP_WEBHOOK_ID``); the first occurrence of a name wins."""
     if isinstance(headers, (str, bytes, bytearray, memoryview)):
         raise MissingHeaders("headers must be a mapping or a list of pairs, not a string")
     if isinstance(headers, Mapping) or hasattr(headers, "items"):
@@ -88,14 +91,14 @@ def _collect(headers: object) -> dict[str, str]:
     for pair in pairs:
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             raise MissingHeaders("header list entries must be (name, value) pairs")
-        name = _canonical_name(pair[0])
+        name = _canonical_name(pair[0], wanted)
         if name is None or name in found:
             continue
         found[name] = _text(pair[1], name)
     return found
 
 
-def _canonical_name(raw: object) -> str | None:
+def _canonical_name(raw: object, wanted: tuple[str, ...]) -> str | None:
     if isinstance(raw, bytes | bytearray):
         raw = bytes(raw).decode("latin-1")
     if not isinstance(raw, str):
@@ -104,7 +107,7 @@ def _canonical_name(raw: object) -> str | None:
     if name.startswith("http_"):
         # WSGI/CGI spelling: HTTP_WEBHOOK_ID carries the header webhook-id.
         name = name[5:].replace("_", "-")
-    return name if name in _WANTED else None
+    return name if name in wanted else None
 
 
 def _text(value: object, name: str) -> str:

@@ -14,13 +14,11 @@ Neither header is covered by the signature: read them from a request `verify` ac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from .errors import MalformedHeaders, MissingHeaders
-from .headers import HeadersLike, _text
+from .headers import HeadersLike, collect
 
 __all__ = [
     "KEY",
@@ -123,45 +121,12 @@ def _read_pair(headers: object) -> tuple[str | None, str | None]:
     # Otherwise one header or both may be absent, spelt in another case, or bytes: look at
     # every header, so "absent" is an answer about the whole container.
     try:
-        found = _collect(headers)
+        found = collect(headers, _WANTED)
     except (MissingHeaders, MalformedHeaders):
         raise
     except Exception as exc:  # a foreign container's own errors become ours
         raise MissingHeaders(f"cannot read headers from {type(headers).__name__}") from exc
     return found.get(KEY), found.get(SEQUENCE)
-
-
-def _collect(headers: object) -> dict[str, str]:
-    # The shapes and rules of headers._collect (first occurrence wins), for these two names.
-    if isinstance(headers, str | bytes | bytearray | memoryview):
-        raise MissingHeaders("headers must be a mapping or a list of pairs, not a string")
-    if isinstance(headers, Mapping) or hasattr(headers, "items"):
-        pairs: Iterable[Any] = headers.items()
-    elif isinstance(headers, Iterable):
-        pairs = headers
-    else:
-        raise MissingHeaders(f"cannot read headers from {type(headers).__name__}")
-    found: dict[str, str] = {}
-    for pair in pairs:
-        if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise MissingHeaders("header list entries must be (name, value) pairs")
-        name = _wanted_name(pair[0])
-        if name is None or name in found:
-            continue
-        found[name] = _text(pair[1], name)
-    return found
-
-
-def _wanted_name(raw: object) -> str | None:
-    if isinstance(raw, bytes | bytearray):
-        raw = bytes(raw).decode("latin-1")
-    if not isinstance(raw, str):
-        return None
-    name = raw.lower()
-    if name.startswith("http_"):
-        # WSGI/CGI spelling: HTTP_WEBHOOK_SEQUENCE carries the header webhook-sequence.
-        name = name[5:].replace("_", "-")
-    return name if name in _WANTED else None
 
 
 def _decode_key(text: str) -> str:
