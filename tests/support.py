@@ -52,3 +52,29 @@ async def data_keys(redis: Any) -> set[bytes]:
     """Every key but the audit trail's streams: what a refused request must not have written
     (its refusal is itself an audit entry, when it was a change)."""
     return {k for k in await redis.keys("*") if not k.startswith(AUDIT_KEY_PREFIX)}
+
+
+async def redis_dump(redis: Any) -> bytes:
+    """Every key and every value stored in Redis, of every type: what a dump would show."""
+    out = bytearray()
+    for key in await redis.keys("*"):
+        out += key + b"\n"
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            out += await redis.get(key)
+        elif kind == "hash":
+            for field, value in (await redis.hgetall(key)).items():
+                out += field + b"=" + value + b"\n"
+        elif kind == "list":
+            out += b"\n".join(await redis.lrange(key, 0, -1))
+        elif kind == "set":
+            out += b"\n".join(await redis.smembers(key))
+        elif kind == "zset":
+            out += b"\n".join(await redis.zrange(key, 0, -1))
+        elif kind == "stream":
+            for _, fields in await redis.xrange(key):
+                out += b"\n".join(k + b"=" + v for k, v in fields.items())
+        else:
+            raise AssertionError(f"a {kind} key this dump cannot read: {key!r}")
+        out += b"\n"
+    return bytes(out)

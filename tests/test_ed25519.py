@@ -21,8 +21,9 @@ from arq.connections import ArqRedis
 from conftest import Receiver
 from hookgate_verifier import InvalidSignature, Verifier, generate_ed25519_keypair, sign
 from hookgate_verifier.keys import load_ed25519_private_key
-from support import AUTH, data_keys, run_cli, wait_healthy
+from support import AUTH, data_keys, redis_dump, run_cli, wait_healthy
 from test_schemas import answer_validator
+from test_security import settled
 
 from gateway.cli.dev import receiver_app
 from gateway.cli.redis_server import free_port
@@ -76,42 +77,6 @@ async def send(api: Client) -> dict[str, Any]:
     assert resp.status == 202, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
-
-
-async def settled(api: Client, delivery_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            resp = await api.get(f"/v1/deliveries/{delivery_id}", headers=AUTH)
-            d: dict[str, Any] = await resp.json()
-            if d["status"] != "pending":
-                return d
-            await asyncio.sleep(0.05)
-
-
-async def all_values(redis: ArqRedis) -> bytes:
-    """Every key and every value stored in Redis, of every type: what a dump would show."""
-    out = bytearray()
-    for key in await redis.keys("*"):
-        out += key + b"\n"
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            out += await redis.get(key)
-        elif kind == "hash":
-            for field, value in (await redis.hgetall(key)).items():
-                out += field + b"=" + value + b"\n"
-        elif kind == "list":
-            out += b"\n".join(await redis.lrange(key, 0, -1))
-        elif kind == "set":
-            out += b"\n".join(await redis.smembers(key))
-        elif kind == "zset":
-            out += b"\n".join(await redis.zrange(key, 0, -1))
-        elif kind == "stream":
-            for _, fields in await redis.xrange(key):
-                out += b"\n".join(k + b"=" + v for k, v in fields.items())
-        else:
-            raise AssertionError(f"a {kind} key this dump cannot read: {key!r}")
-        out += b"\n"
-    return bytes(out)
 
 
 def one_signature(headers: dict[str, str], entry: str) -> dict[str, str]:
@@ -246,7 +211,7 @@ async def test_a_redis_dump_holds_no_private_key(
     await start_worker(settings)
     sent = await send(api)
     assert (await settled(api, sent["deliveries"][0]))["status"] == "succeeded"
-    dump = await all_values(redis)
+    dump = await redis_dump(redis)
     assert b"whsk_" not in dump
     # what the store sealed opens, with the gateway's key and the endpoint id, to the private
     # keys of the public keys shown; none of them, in any encoding, is in the dump

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 from conftest import Receiver
 from standardwebhooks import Webhook
-from support import AUTH
+from support import AUTH, redis_dump
 
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
@@ -42,21 +42,6 @@ async def settled(api: Client, delivery_id: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-async def all_values(redis: ArqRedis) -> bytes:
-    """Every byte stored in Redis, as an attacker with a dump would see it."""
-    out = bytearray()
-    for key in await redis.keys("*"):
-        kind = (await redis.type(key)).decode()
-        if kind == "hash":
-            for field, value in (await redis.hgetall(key)).items():
-                out += field + b"=" + value + b"\n"
-        elif kind == "string":
-            out += await redis.get(key) + b"\n"
-        elif kind == "list":
-            out += b"\n".join(await redis.lrange(key, 0, -1))
-    return bytes(out)
-
-
 async def test_signing_secrets_are_sealed_at_rest(
     api: Client, redis: ArqRedis, receiver: MakeReceiver
 ) -> None:
@@ -65,7 +50,7 @@ async def test_signing_secrets_are_sealed_at_rest(
     rotated = await (
         await api.post(f"/v1/endpoints/{created['id']}/rotate-secret", headers=AUTH)
     ).json()
-    dump = await all_values(redis)
+    dump = await redis_dump(redis)
     for secret in (created["secret"], rotated["secret"]):
         assert secret.encode() not in dump
         assert secret.removeprefix("whsec_").encode() not in dump
