@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
-from support import AUTH, wait_healthy
+from support import AUTH, redis_dump, wait_healthy
 
 from gateway.cli.redis_server import free_port
 from gateway.core.clock import iso_ms, now_ms
@@ -419,24 +419,10 @@ async def test_every_v1_request_knows_its_actor(
 # ---- at rest ------------------------------------------------------------------------------
 
 
-async def redis_dump(redis: ArqRedis) -> bytes:
-    """Every key name and value in Redis, and its append-only file: what a dump shows."""
-    out = bytearray()
-    for key in await redis.keys("*"):
-        out += key + b"\n"
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            out += await redis.get(key)
-        elif kind == "hash":
-            for field, value in (await redis.hgetall(key)).items():
-                out += field + b"=" + value + b"\n"
-        elif kind == "set":
-            out += b"\n".join(await redis.smembers(key))
-        elif kind == "zset":
-            out += b"\n".join(await redis.zrange(key, 0, -1))
-        elif kind == "list":
-            out += b"\n".join(await redis.lrange(key, 0, -1))
-        out += b"\n"
+async def dump_with_aof(redis: ArqRedis) -> bytes:
+    """Every key name and value in Redis (``support.redis_dump``) and its append-only file:
+    what a dump, or a copy of the disk, shows."""
+    out = bytearray(await redis_dump(redis))
     config = await redis.config_get("dir")
     aof_dir = Path(config["dir"]) / (await redis.config_get("appenddirname"))["appenddirname"]
     for path in sorted(aof_dir.iterdir()):
@@ -452,7 +438,7 @@ async def test_a_redis_dump_holds_no_usable_key(api: Client, redis: ArqRedis) ->
     for key in made:  # used, so their last use is written too
         assert (await api.post("/v1/events", json=EVENT, headers=bearer(key))).status == 202
     await api.app[API_KEYS].flush_uses()
-    dump = await redis_dump(redis)
+    dump = await dump_with_aof(redis)
     assert b"last_used_at" in dump and b"digest" in dump
     for key in made:
         secret = key[-43:]
