@@ -182,6 +182,13 @@ REQUESTS: dict[Route, Sample] = {
     ("POST", "/v1/api-keys"): lambda w, o: ("/v1/api-keys", {"name": "n", "scopes": ["read"]}),
     ("DELETE", "/v1/api-keys/{id}"): lambda w, o: (f"/v1/api-keys/{w.key_id}", None),
     ("GET", "/v1/audit-log"): lambda w, o: ("/v1/audit-log", None),
+    ("GET", "/v1/cells"): lambda w, o: ("/v1/cells", None),
+    ("GET", "/v1/businesses/{id}/cell"): lambda w, o: (f"/v1/businesses/{o.business}/cell", None),
+    # to the cell it is in (the only one): a move that moves nothing
+    ("PUT", "/v1/businesses/{id}/cell"): lambda w, o: (
+        f"/v1/businesses/{o.business}/cell",
+        {"cell": "default"},
+    ),
 }
 
 # Routes whose request names a business in its body: another one is a 403 naming the field.

@@ -379,8 +379,9 @@ async def test_health_readiness_metrics_and_openapi(api: Client) -> None:
     assert (await (await api.get("/readyz")).json())["status"] == "ready"
     await api.post("/v1/events", json=EVENT, headers=AUTH)
     text = await (await api.get("/metrics")).text()
-    assert "hookgate_events_ingested_total 1" in text
-    assert "hookgate_queue_depth 0" in text
+    assert 'hookgate_events_ingested_total{cell="default"} 1' in text
+    assert 'hookgate_queue_depth{cell="default"} 0' in text
+    assert 'hookgate_cell_up{cell="default"} 1' in text
     doc = await (await api.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}

@@ -121,8 +121,8 @@ async def test_a_spent_schedule_ends_failed(
     assert d["attempts"][-1]["error"] == "HTTP 500"
     assert await redis.zcard("hg:due") == 0
     text = await (await api.get("/metrics")).text()
-    assert 'hookgate_deliveries_total{outcome="failed"} 1' in text
-    assert 'hookgate_attempts_total{result="failure"} 3' in text
+    assert 'hookgate_deliveries_total{cell="default",outcome="failed"} 1' in text
+    assert 'hookgate_attempts_total{cell="default",result="failure"} 3' in text
 
 
 async def test_redirects_are_failures_and_not_followed(
@@ -341,10 +341,10 @@ async def test_metrics_add_up_when_many_attempts_are_recorded_together(
         assert (await settled(api, d))["status"] == "succeeded"
     text = await (await api.get("/metrics")).text()
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert values["hookgate_events_ingested_total"] == "200"
-    assert values['hookgate_deliveries_total{outcome="succeeded"}'] == "400"
-    assert values['hookgate_attempts_total{result="success"}'] == "400"
-    assert values["hookgate_attempt_latency_seconds_count"] == "400"
-    assert values['hookgate_attempt_latency_seconds_bucket{le="+Inf"}'] == "400"
-    assert 0 < float(values["hookgate_attempt_latency_seconds_sum"]) < 400 * 5
+    assert values['hookgate_events_ingested_total{cell="default"}'] == "200"
+    assert values['hookgate_deliveries_total{cell="default",outcome="succeeded"}'] == "400"
+    assert values['hookgate_attempts_total{cell="default",result="success"}'] == "400"
+    assert values['hookgate_attempt_latency_seconds_count{cell="default"}'] == "400"
+    assert values['hookgate_attempt_latency_seconds_bucket{cell="default",le="+Inf"}'] == "400"
+    assert 0 < float(values['hookgate_attempt_latency_seconds_sum{cell="default"}']) < 400 * 5
     assert len(r.requests) == 400

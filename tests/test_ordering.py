@@ -548,7 +548,7 @@ async def test_metrics_count_waiting_deliveries_as_pending_and_blocked_keys(
 ) -> None:
     async def gauge(name: str) -> int:
         text = await (await api.get("/metrics")).text()
-        [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+        [line] = [ln for ln in text.splitlines() if ln.startswith(name + '{cell="default"} ')]
         return int(float(line.split()[1]))
 
     watch = OrderWatch(failing={"k"})

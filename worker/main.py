@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.catalog import load_catalog
+from gateway.core.cells import DEFAULT_CELL
 from gateway.core.logs import error_fields
 from gateway.core.model import Claim
 from gateway.core.settings import Settings
@@ -191,10 +192,12 @@ class HookgateWorker(Worker):
             self.jobs_complete += 1
 
 
-def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = False) -> Worker:
-    """An arq Worker delivering hookgate's queue, with JSON jobs (never pickle)."""
+def build_worker(
+    settings: Settings, redis: Redis, *, handle_signals: bool = False, cell: str = DEFAULT_CELL
+) -> Worker:
+    """An arq Worker delivering hookgate's queue in one cell, with JSON jobs (never pickle)."""
     queue.check_arq()
-    store = Store(redis, settings, load_catalog())
+    store = Store(redis, settings, load_catalog(), cell=cell)
     listen = ListenRelay(store)
     tasks: list[asyncio.Task[None]] = []
 
@@ -213,7 +216,7 @@ def build_worker(settings: Settings, redis: Redis, *, handle_signals: bool = Fal
         )
         tasks.append(asyncio.create_task(sweep_forever(store, settings, listen)))
         tasks.append(asyncio.create_task(heartbeat_forever(redis, settings.worker_heartbeat)))
-        log.info("hookgate.worker.started", concurrency=settings.worker_concurrency)
+        log.info("hookgate.worker.started", concurrency=settings.worker_concurrency, cell=cell)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in tasks:
@@ -266,16 +269,17 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     await worker.close()
 
 
-async def run_worker(settings: Settings) -> None:
-    """Runs a worker until SIGINT/SIGTERM; in-flight attempts finish or are left to arq.
-    Refuses (``ConfigError``) a Redis that could silently drop data."""
+async def run_worker(settings: Settings, cell: str = DEFAULT_CELL) -> None:
+    """Runs a worker of ``cell`` (whose Redis group ``settings`` names) until SIGINT/SIGTERM;
+    in-flight attempts finish or are left to arq. Refuses (``ConfigError``) a Redis that could
+    silently drop data."""
     redis = connect(settings.redis, ArqRedis)
     try:
         await check_at_start(redis, allow_non_durable=settings.allow_non_durable_redis)
     except BaseException:
         await redis.aclose()
         raise
-    worker = build_worker(settings, redis)
+    worker = build_worker(settings, redis, cell=cell)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.handle_sig_wait_for_completion, sig)

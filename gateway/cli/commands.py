@@ -819,6 +819,96 @@ def portal_link(api: ApiClient, business_id: str, ttl: str | None, as_json: bool
     click.echo(f"for {link['business_id']}, usable once, until {link['expires_at']}", err=True)
 
 
+# ---- cells -------------------------------------------------------------------------------
+
+
+@click.group()
+def cells() -> None:
+    """The cells (Redis groups) businesses are spread over: list them, find or move a business
+    (needs the admin scope)."""
+
+
+def _business_path(business_id: str) -> str:
+    if not re.match(formats.BUSINESS_ID, business_id):
+        _usage(f"BUSINESS_ID must be {formats.WORDS[formats.BUSINESS_ID]}")
+    return f"/v1/businesses/{urllib.parse.quote(business_id, safe='')}/cell"
+
+
+@cells.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def cells_ls(api: ApiClient, as_json: bool) -> None:
+    """Each cell, and whether it takes writes now (the first holds the directory)."""
+    found = api.request("GET", "/v1/cells")
+    if as_json:
+        _print_json(found)
+        return
+    rows = [
+        [
+            c["name"],
+            "yes" if c["first"] else "",
+            "ready" if c["ready"] else "DOWN",
+            c["reason"] or "",
+        ]
+        for c in found["data"]
+    ]
+    _table(rows, ["cell", "first", "state", "reason"])
+
+
+@cells.command("where")
+@click.argument("business_id")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def cells_where(api: ApiClient, business_id: str, as_json: bool) -> None:
+    """The cell BUSINESS_ID lives in (and the ones it lived in before)."""
+    placed = api.request("GET", _business_path(business_id))
+    if as_json:
+        _print_json(placed)
+        return
+    how = "pinned in the directory" if placed["pinned"] else "placed by hashing its id"
+    click.echo(f"{placed['business_id']} lives in cell {placed['cell']} ({how})")
+    if placed["previous_cells"]:
+        click.echo("before: " + ", ".join(placed["previous_cells"]))
+
+
+@cells.command("move")
+@click.argument("business_id")
+@click.argument("cell")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
+@api_options
+def cells_move(api: ApiClient, business_id: str, cell: str, as_json: bool) -> None:
+    """Move BUSINESS_ID to CELL: its endpoints are copied there and its new events go there at
+    once; its deliveries in the old cell finish there (run the old cell's workers until its
+    pending count is 0)."""
+    if not re.match(formats.CELL_NAME, cell):
+        _usage(f"CELL must be {formats.WORDS[formats.CELL_NAME]}")
+    moved = api.request("PUT", _business_path(business_id), {"cell": cell})
+    if as_json:
+        _print_json(moved)
+        return
+    if not moved["moved"]:
+        click.echo(f"{business_id} already lives in cell {moved['cell']}: nothing moved")
+        return
+    click.echo(
+        f"moved {business_id} from cell {moved['from_cell']} to cell {moved['cell']}: "
+        f"{_count(moved['endpoints'], 'endpoint')} copied, new events go to {moved['cell']}"
+    )
+    click.echo(
+        f"{_count(moved['pending_in_previous_cell'], 'delivery')} still to finish in cell "
+        f"{moved['from_cell']} (its workers deliver them)"
+    )
+
+
 def register(main: click.Group) -> None:
-    for command in (deliveries, replay, events, endpoints, ordering, keys, audit, portal_link):
+    for command in (
+        deliveries,
+        replay,
+        events,
+        endpoints,
+        ordering,
+        keys,
+        audit,
+        portal_link,
+        cells,
+    ):
         main.add_command(command)

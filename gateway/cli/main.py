@@ -14,6 +14,7 @@ import click
 from gateway import __version__
 from gateway.cli import listen, trigger
 from gateway.cli.commands import register
+from gateway.core.cells import CellSpec
 from gateway.core.errors import ConfigError, HookgateError
 from gateway.core.settings import Settings
 
@@ -103,8 +104,15 @@ def check_serve(settings: Settings) -> NoReturn:
 
 @main.command()
 @click.option("--check", is_flag=True, help=CHECK_HELP)
-def worker(check: bool) -> None:
-    """Run a delivery worker (needs HOOKGATE_SECRET_KEY and HOOKGATE_REDIS_URL)."""
+@click.option(
+    "--cell",
+    default=None,
+    metavar="NAME",
+    help="The cell of HOOKGATE_CELLS to deliver (default: the only one).",
+)
+def worker(check: bool, cell: str | None) -> None:
+    """Run a delivery worker (needs HOOKGATE_SECRET_KEY and HOOKGATE_REDIS_URL, or
+    HOOKGATE_CELLS and --cell)."""
     if check:
         from worker.heartbeat import check_heartbeat
 
@@ -117,11 +125,27 @@ def worker(check: bool) -> None:
     from worker.main import run_worker
 
     settings = load_settings(require_token=False)
+    spec = pick_cell(settings, cell)
     configure(settings.log_format)
     try:
-        run(run_worker(settings))
+        run(run_worker(settings.for_cell(spec), spec.name))
     except ConfigError as exc:  # a Redis that could drop data, an arq it was not built for
         fail(str(exc))
+
+
+def pick_cell(settings: Settings, name: str | None) -> CellSpec:
+    """The cell a worker serves: ``--cell``, or the only one configured."""
+    specs = settings.cell_specs
+    names = ", ".join(spec.name for spec in specs)
+    if name is None:
+        if len(specs) > 1:
+            fail(f"HOOKGATE_CELLS lists {len(specs)} cells ({names}): name one with --cell")
+        return specs[0]
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    shown = name if len(name) <= 40 and name.isprintable() else name[:40] + "…"
+    fail(f"--cell {shown!r} is not a configured cell; the cells are {names}")
 
 
 @main.command()

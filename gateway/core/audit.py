@@ -35,6 +35,7 @@ Action = Literal[
     "portal_link.create",
     "event_type.register",
     "listen_session.open",  # `hookgate listen` opened (found or made) a listen session
+    "business.move_cell",  # a business moved to another cell (its detail: "c1->c2")
     "portal.sign_in",
     "portal.sign_out",
 ]
@@ -46,6 +47,7 @@ ActionFilter = Literal[
     "portal_link.*",
     "event_type.*",
     "listen_session.*",
+    "business.*",
     "portal.*",
 ]
 ActorKind = Literal["token", "key", "portal", "system", "anonymous"]

@@ -11,6 +11,9 @@ HookgateError
     ├── LimitExceeded      the request asks for more than a configured bound allows (the
     │                      deliveries one batch may create); a smaller request may pass
     └── StoreUnavailable   the store cannot make a write safe now; retry later
+        ├── CellUnavailable  the cell a business or id lives in does not answer
+        └── BusinessMoved    the business moved to another cell (the gateway sends the
+                             event there; a client sees it only if that fails too)
 """
 
 from __future__ import annotations
@@ -69,3 +72,29 @@ class StoreUnavailable(DomainError):
     would evict it); the caller may retry the same request later."""
 
     code = "store_unavailable"
+
+
+class CellUnavailable(StoreUnavailable):
+    """The cell (one Redis group) a business or an id lives in cannot be reached now; every
+    other cell's businesses are served as usual."""
+
+    def __init__(self, cell: str, reason: str) -> None:
+        super().__init__(
+            f"cell {cell!r}, where this lives, is unavailable now ({reason}); retry later",
+            code="cell_unavailable",
+            details={"cell": cell},
+        )
+        self.cell = cell
+
+
+class BusinessMoved(StoreUnavailable):
+    """Ingest in a cell the business moved away from: nothing was stored there."""
+
+    def __init__(self, business_id: str, cell: str) -> None:
+        super().__init__(
+            "the business is moving to another cell; send the request again",
+            code="business_moving",
+            details={"cell": cell},
+        )
+        self.business_id = business_id
+        self.cell = cell

@@ -46,14 +46,18 @@ DATE_TIME = whole(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
-# Ids as ``gateway.core.ids`` makes them; a delivery's adds its number (hex) to its event's.
+# Ids as ``gateway.core.ids`` makes them; a delivery's adds its number (hex) to its event's. An
+# id made in a cell other than ``default`` ends in ``.{cell}`` (``gateway.core.cells``); an API
+# key's never does (keys live in the first cell, with the directory).
+_CELL = r"(\.[a-z][a-z0-9-]{0,30})?"
 ID_FORMS = {  # unanchored, as a route's ``{id:…}`` takes them
-    "evt": r"evt_[0-9A-Z]{26}",
-    "ep": r"ep_[0-9A-Z]{26}",
-    "dlv": r"dlv_[0-9A-Z]{26}[0-9a-f]{1,8}",
-    "rpl": r"rpl_[0-9A-Z]{26}",
+    "evt": r"evt_[0-9A-Z]{26}" + _CELL,
+    "ep": r"ep_[0-9A-Z]{26}" + _CELL,
+    "dlv": r"dlv_[0-9A-Z]{26}[0-9a-f]{1,8}" + _CELL,
+    "rpl": r"rpl_[0-9A-Z]{26}" + _CELL,
     "key": r"key_[0-9A-Z]{26}",  # an API key's id (the key itself is hgk_<id>_<secret>)
 }
+CELL_NAME = whole(r"[a-z][a-z0-9-]{0,30}")
 IDS = {kind: whole(form) for kind, form in ID_FORMS.items()}
 
 # Each pattern in words, for error messages ("<field>: must be <words>").
@@ -67,6 +71,7 @@ WORDS = {
     HEADER_VALUE: "printable ASCII; spaces and tabs only between visible characters",
     KEY_NAME: "1-100 characters, no control characters",
     ORDERING_KEY: "a string of 1-200 printable characters (no control characters)",
+    CELL_NAME: "a cell name: 1-31 of a-z 0-9 -, starting with a letter",
     LISTEN_SESSION: "1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit",
     **{pattern: f"an id like {kind}_01JD…" for kind, pattern in IDS.items()},
 }

@@ -19,8 +19,9 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
-def new_id(prefix: str, now_ms: int | None = None) -> str:
-    """A fresh id such as ``evt_01JD…``; later ids sort after earlier ones."""
+def new_id(prefix: str, now_ms: int | None = None, suffix: str = "") -> str:
+    """A fresh id such as ``evt_01JD…``; later ids sort after earlier ones. ``suffix`` is the
+    cell's (``cells.id_suffix``: empty in the default cell, ``.c2`` in cell ``c2``)."""
     global _last
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     with _lock:
@@ -35,6 +36,7 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
         prefix
         + "_"
         + base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+        + suffix
     )
 
 

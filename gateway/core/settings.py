@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from gateway.core.cells import DEFAULT_CELL, CellSpec, parse_cells
 from gateway.core.durations import parse_duration
 from gateway.core.errors import ConfigError
 from gateway.core.listen import SESSION_TTL
@@ -21,7 +22,13 @@ T = TypeVar("T")
 
 # Never echoed in an error, not even when wrong (a Redis URL can hold a password).
 SECRET_VARIABLES = frozenset(
-    {"HOOKGATE_ADMIN_TOKEN", "HOOKGATE_SECRET_KEY", "HOOKGATE_METRICS_TOKEN", "HOOKGATE_REDIS_URL"}
+    {
+        "HOOKGATE_ADMIN_TOKEN",
+        "HOOKGATE_SECRET_KEY",
+        "HOOKGATE_METRICS_TOKEN",
+        "HOOKGATE_REDIS_URL",
+        "HOOKGATE_CELLS",
+    }
 )
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 # The most attempts one endpoint may hold open, whatever HOOKGATE_MAX_IN_FLIGHT says (the API
@@ -40,6 +47,9 @@ class Settings:
     """Everything hookgate's processes are configured with; passed down, never global."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # HOOKGATE_CELLS: several Redis groups, businesses spread over them (``core/cells.py``);
+    # empty: one cell, ``default``, on redis_url.
+    cells: tuple[CellSpec, ...] = dataclasses.field(default=(), repr=False)
     # Replicas that must hold an acknowledged write before the client hears 202 (Redis WAIT);
     # None: 1 behind Sentinel, 0 for a single Redis.
     redis_wait_replicas: int | None = None
@@ -113,6 +123,17 @@ class Settings:
         return parse_redis_url(self.redis_url)
 
     @property
+    def cell_specs(self) -> tuple[CellSpec, ...]:
+        """The cells, the first holding the directory: HOOKGATE_CELLS, or one ``default`` cell
+        on HOOKGATE_REDIS_URL."""
+        return self.cells or (CellSpec(DEFAULT_CELL, self.redis_url),)
+
+    def for_cell(self, cell: CellSpec) -> Settings:
+        """These settings with ``cell``'s Redis group as the one Redis (what one cell's store
+        and workers run on: its WAIT count follows whether the group is behind Sentinel)."""
+        return dataclasses.replace(self, redis_url=cell.url, cells=())
+
+    @property
     def wait_replicas(self) -> int:
         """Replicas a write must reach before it is acknowledged to a client."""
         if self.redis_wait_replicas is not None:
@@ -151,6 +172,12 @@ class Settings:
             "redis_url",
             _redis_url,
             "redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port…]/master[/db]",
+        )
+        read(
+            "HOOKGATE_CELLS",
+            "cells",
+            parse_cells,
+            "name=url pairs separated by commas, e.g. c1=redis://h1:6379/0,c2=redis://h2:6379/0",
         )
         read("HOOKGATE_REDIS_WAIT_REPLICAS", "redis_wait_replicas", _replicas, "a number 0-16")
         read(

@@ -25,6 +25,11 @@ LISTEN_SESSIONS = PREFIX + "listen:sessions"
 # Delivery indices: zsets of "{created_ms:013d}:{delivery_id}" at score 0, so a lexical range
 # is a time range and a member is a stable cursor.
 INDEX_ALL = PREFIX + "idx:all"
+# Cells (``store/cells.py``), in the first cell only: hash of every business placed so far →
+# its cell, then the cells it lived in before, space-separated ("c2 c1"); and a counter bumped
+# by every move, so a gateway can tell its cached placements are stale.
+CELL_DIRECTORY = PREFIX + "cells:directory"
+CELL_MOVES = PREFIX + "cells:moves"
 
 
 def index_business(business_id: str) -> str:
@@ -105,6 +110,13 @@ def ordering_queue(endpoint_id: str, ordering_key: str) -> str:
 def ordering_blocked(endpoint_id: str) -> str:
     """Zset of the endpoint's blocked ordering keys → since when (ms): what operators list."""
     return f"{PREFIX}ep:{endpoint_id}:blocked"
+
+
+def business_moved(business_id: str) -> str:
+    """String held in a cell a business moved away from: the cell it moved to. Ingest in this
+    cell refuses the business's events while it is set (``lua/ingest_many.lua``), so no event
+    lands in the old cell once the move is made, whatever a gateway's cached placement says."""
+    return f"{PREFIX}bus:{business_id}:moved"
 
 
 def business_endpoints(business_id: str) -> str:

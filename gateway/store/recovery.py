@@ -10,6 +10,7 @@ import dataclasses
 import re
 from typing import Any
 
+from gateway.core import formats
 from gateway.core.clock import iso_ms, now_ms, now_timestamp
 from gateway.core.errors import Conflict, NotFound, ValidationFailed
 from gateway.core.ids import new_id
@@ -31,7 +32,7 @@ SCAN_BATCH = 500
 SCAN_LIMIT = 5000  # index entries one list request looks at, at most
 REPLAY_BATCH = 200  # deliveries one replay job re-enqueues
 REPLAY_LOCK_TTL_MS = 3_600_000  # a bulk replay's enqueuing lock outlives a crashed process by this
-MEMBER_RE = re.compile(r"^\d{13}:dlv_[0-9A-Z]{26}[0-9a-f]{1,8}$")
+MEMBER_RE = re.compile(r"^\d{13}:" + formats.IDS["dlv"][1:])
 
 
 def _entry(ms: int) -> str:
@@ -124,6 +125,17 @@ class Recovery:
         while new deliveries arrive (they sort before every cursor)."""
         if flt.event_id is not None:
             return await self._deliveries_of_event(flt), None
+        found, last = await self.page_deliveries(
+            flt, limit=limit, after=None if cursor is None else decode_cursor(cursor)
+        )
+        return [view for _, view in found], None if last is None else encode_cursor(last)
+
+    async def page_deliveries(
+        self, flt: DeliveryFilter, *, limit: int, after: str | None
+    ) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+        """Up to ``limit`` deliveries below index entry ``after`` (None: from the newest), each
+        with its index entry, and the last entry looked at (None when the index is done): what
+        a page across cells merges (``store/routed.py``)."""
         if flt.endpoint_id is not None:
             index = keys.index_endpoint(flt.endpoint_id)
         elif flt.business_id is not None:
@@ -133,12 +145,10 @@ class Recovery:
         high = "+"
         if flt.until_ms is not None:
             high = "(" + _entry(flt.until_ms + 1)
-        if cursor is not None:
-            member = decode_cursor(cursor)
-            if high == "+" or member < high[1:]:
-                high = "(" + member
+        if after is not None and (high == "+" or after < high[1:]):
+            high = "(" + after
         low = "-" if flt.since_ms is None else "[" + _entry(flt.since_ms)
-        found: list[dict[str, Any]] = []
+        found: list[tuple[str, dict[str, Any]]] = []
         scanned = 0
         last = None
         while scanned < SCAN_LIMIT:
@@ -153,17 +163,27 @@ class Recovery:
                 scanned += 1
                 last = member
                 if view is not None and flt.accepts(view):
-                    found.append(view)
+                    found.append((member, view))
                     if len(found) == limit:
-                        return found, encode_cursor(member)
+                        return found, member
             if len(members) < SCAN_BATCH:
                 return found, None
             high = "(" + members[-1]
-        return found, encode_cursor(last) if last else None
+        return found, last
 
     async def list_events(
         self, flt: EventFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """Recent events, newest first (``page_events``); the cursor works as in
+        ``list_deliveries``."""
+        found, last = await self.page_events(
+            flt, limit=limit, after=None if cursor is None else decode_cursor(cursor)
+        )
+        return [event for _, event in found], None if last is None else encode_cursor(last)
+
+    async def page_events(
+        self, flt: EventFilter, *, limit: int, after: str | None
+    ) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
         """Recent events, newest first, each with its type, business, time and how many of its
         deliveries are in each status; the cursor works as in ``list_deliveries``.
 
@@ -174,19 +194,18 @@ class Recovery:
         """
         index = keys.index_business(flt.business_id) if flt.business_id else keys.INDEX_ALL
         high = "+" if flt.until_ms is None else "(" + _entry(flt.until_ms + 1)
-        if cursor is not None:
-            member = decode_cursor(cursor)
-            if high == "+" or member < high[1:]:
-                high = "(" + member
+        if after is not None and (high == "+" or after < high[1:]):
+            high = "(" + after
         low = "-" if flt.since_ms is None else "[" + _entry(flt.since_ms)
-        found: list[dict[str, Any]] = []
+        found: list[tuple[str, dict[str, Any]]] = []
         current: dict[str, Any] | None = None
+        top = ""  # the current event's first index entry: where it sorts among other cells''
         scanned = 0
         last = ""
 
         def close(event: dict[str, Any] | None) -> None:
             if event is not None and event["deliveries"] and self._event_accepts(flt, event):
-                found.append(event)
+                found.append((top, event))
 
         while True:
             members = [
@@ -205,7 +224,8 @@ class Recovery:
                 if current is None or current["id"] != event_id:
                     close(current)  # its entries are all read: a new event begins here
                     if len(found) == limit or scanned >= SCAN_LIMIT:
-                        return found, encode_cursor(last)
+                        return found, last
+                    top = member
                     current = {
                         "id": event_id,
                         "type": None,
@@ -296,7 +316,7 @@ class Recovery:
         if running is not None:
             with contextlib.suppress(NotFound):
                 return {**await self.get_replay(as_str(running)), "already_running": True}
-        replay_id = new_id("rpl")
+        replay_id = new_id("rpl", suffix=self.store.id_suffix)
         now = now_ms()
         matched = await self._match(endpoint_id, since_ms, until_ms, wanted)
         key, todo = keys.replay(replay_id), keys.replay_todo(replay_id)

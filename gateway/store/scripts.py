@@ -26,6 +26,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.core import codec, listen
+from gateway.core.cells import DEFAULT_CELL, id_suffix
 from gateway.core.clock import iso_ms, now_ms
 from gateway.core.durations import format_duration
 from gateway.core.errors import HookgateError, StoreUnavailable
@@ -234,8 +235,10 @@ def _text(value: bytes | str) -> str:
 class Scripts:
     """Every script over one Redis pool, one typed method each."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, cell: str = DEFAULT_CELL) -> None:
         self.redis = redis
+        self.cell = cell
+        self.id_suffix = id_suffix(cell)  # of the ids made here (operational events)
         self._retention_ms = int(settings.retention * 1000)
         self._audit_retention_ms = int(settings.audit_retention * 1000)
         self._disable_after_ms = int(settings.disable_after * 1000)
@@ -415,7 +418,13 @@ class Scripts:
         args: list[Any] = [*self._common(now_ms()), self._audit_retention_ms]
         for done in many:
             # A success can emit no operational event; anything else may (exhausted, disabled).
-            emit = "- -" if done.outcome == "succeeded" else f"{new_id('evt')} {new_id('evt')}"
+            emit = (
+                "- -"
+                if done.outcome == "succeeded"
+                else (
+                    f"{new_id('evt', suffix=self.id_suffix)} {new_id('evt', suffix=self.id_suffix)}"
+                )
+            )
             # No field can hold a space: ids, an outcome, numbers.
             args.append(
                 f"{done.delivery_id} {done.job_id} {done.outcome} {done.next_at_ms} "
@@ -448,7 +457,12 @@ class Scripts:
             [
                 (
                     (keys.endpoint(endpoint_id),),
-                    [*self._common(now_ms()), endpoint_id, reason, new_id("evt")],
+                    [
+                        *self._common(now_ms()),
+                        endpoint_id,
+                        reason,
+                        new_id("evt", suffix=self.id_suffix),
+                    ],
                 )
             ],
             replicated=True,

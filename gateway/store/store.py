@@ -18,8 +18,16 @@ from redis.exceptions import WatchError
 
 from gateway.core import codec, listen
 from gateway.core.catalog import OPERATIONAL_TYPES
+from gateway.core.cells import DEFAULT_CELL, id_suffix
 from gateway.core.clock import iso_ms, now_ms
-from gateway.core.errors import ConfigError, Conflict, DomainError, NotFound, ValidationFailed
+from gateway.core.errors import (
+    BusinessMoved,
+    ConfigError,
+    Conflict,
+    DomainError,
+    NotFound,
+    ValidationFailed,
+)
 from gateway.core.headers import masked
 from gateway.core.ids import id_time_ms, new_id, new_secret
 from gateway.core.model import Claim, EndpointFields, EventIn, Finished, Ingested, PreparedEvent
@@ -38,6 +46,7 @@ DEFAULT_MAX_IN_FLIGHT = 10  # attempts open at once per endpoint, unless the end
 # time), holding every other request for tens of ms; in 2 MB groups each write is short and
 # Redis runs one group while the loop serves others.
 INGEST_ROUND_TRIP_BYTES = 2 * 1024 * 1024
+TYPES_FRESH_FOR = 5.0  # seconds another cell trusts its copy of the registered event types
 
 
 def encode_envelope(event: EventIn) -> bytes:
@@ -84,17 +93,29 @@ def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
 class Store:
     """The store over one Redis connection pool (injected; never global)."""
 
-    def __init__(self, redis: Redis, settings: Settings, catalog: frozenset[str]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        catalog: frozenset[str],
+        cell: str = DEFAULT_CELL,
+    ) -> None:
         self.redis = redis
         self.settings = settings
         self.catalog = catalog
+        self.cell = cell  # the cell this store is (``core/cells.py``); its ids carry it
+        self.id_suffix = id_suffix(cell)
+        # Where registered event types are read from when this is not the first cell (they
+        # live in the first cell only): set by ``store/cells.py``.
+        self.types_from: Store | None = None
+        self._types_cache: tuple[float, frozenset[str]] = (-1e9, frozenset())
         try:
             # Signing secrets are sealed with the endpoint id as context: a Redis dump yields
             # nothing usable, and a sealed secret copied to another endpoint does not open.
             self.box = SecretBox.from_text(settings.secret_key)
         except ValueError as exc:
             raise ConfigError(f"HOOKGATE_SECRET_KEY: {exc}") from None
-        self.scripts = Scripts(redis, settings)
+        self.scripts = Scripts(redis, settings, cell)
         self._opened_cache: dict[tuple[str, str | bytes], tuple[tuple[str, int | None], ...]] = {}
         self._opened_headers: dict[tuple[str, str | bytes], tuple[tuple[str, str], ...]] = {}
 
@@ -110,20 +131,23 @@ class Store:
         """
         now = now_ms()
         ttl_ms = int(self.settings.idempotency_ttl * 1000)
+        registered = await self._registered_elsewhere(items)
         ids: list[str] = []
         replies: list[tuple[str, str]] = []
         group: list[NewEvent] = []
         filled = 0
         for n, item in enumerate(items, 1):
             ev = item.event
-            ids.append(new_id("evt", now))
+            ids.append(new_id("evt", now, self.id_suffix))
             group.append(
                 NewEvent(
                     event_id=ids[-1],
                     type=ev.type,
                     business_id=ev.business_id,
                     body=item.body or encode_envelope(ev),
-                    check_type=ev.type not in self.catalog and ev.type not in OPERATIONAL_TYPES,
+                    check_type=ev.type not in self.catalog
+                    and ev.type not in OPERATIONAL_TYPES
+                    and ev.type not in registered,
                     fingerprint=item.fingerprint,
                     only_endpoint=item.only_endpoint,
                     idempotency_key=item.idempotency_key,
@@ -139,11 +163,43 @@ class Store:
             results.append(await self._ingest_result(item, event_id, kind, payload))
         return results
 
+    async def _registered_elsewhere(self, items: Sequence[PreparedEvent]) -> frozenset[str]:
+        """The custom types of ``items`` registered in the first cell, when this store is
+        another cell (whose own registry is empty: the ingest script would refuse them)."""
+        if self.types_from is None:
+            return frozenset()
+        custom = {
+            item.event.type
+            for item in items
+            if item.event.type not in self.catalog and item.event.type not in OPERATIONAL_TYPES
+        }
+        if not custom:
+            return frozenset()
+        known = await self.types_from.registered_types(custom)
+        return frozenset(custom & known)
+
+    async def registered_types(self, wanted: set[str] | None = None) -> frozenset[str]:
+        """The registered custom types, read at most every ``TYPES_FRESH_FOR`` seconds, or at
+        once (still at most ten times a second) when one of ``wanted`` is not among them."""
+        at, known = self._types_cache
+        age = time.monotonic() - at
+        missing = wanted is not None and not wanted <= known
+        if age > TYPES_FRESH_FOR or (missing and age > 0.1):
+            known = frozenset(as_str(k) for k in await awaited(self.redis.hkeys(keys.EVENT_TYPES)))
+            self._types_cache = (time.monotonic(), known)
+        return known
+
+    async def answer_duplicate(self, item: PreparedEvent, held: str) -> Ingested | DomainError:
+        """The answer to ``item`` whose Idempotency-Key holds ``held`` here."""
+        return await self._ingest_result(item, "", "duplicate", held)
+
     async def _ingest_result(
         self, item: PreparedEvent, event_id: str, kind: str, payload: str
     ) -> Ingested | DomainError:
         if kind == "created":
             return Ingested(event_id, tuple(payload.split(",")) if payload else (), duplicate=False)
+        if kind == "moved":
+            return BusinessMoved(item.event.business_id, payload)
         if kind == "unknown_type":
             return ValidationFailed(
                 "type", f"unknown event type {item.event.type!r}", code="unknown_event_type"
@@ -160,10 +216,10 @@ class Store:
     async def event_delivery_ids(self, event_id: str) -> tuple[str, ...]:
         """An event's deliveries: ``dlv_{event id stem}{n:x}`` for n = 1, 2, … while they exist
         (they are made together and expire together)."""
-        stem = "dlv_" + event_id.split("_", 1)[1]
+        stem, suffix = "dlv_" + event_id[4:30], event_id[30:]
         found: list[str] = []
         while True:
-            batch = [f"{stem}{n:x}" for n in range(len(found) + 1, len(found) + 17)]
+            batch = [f"{stem}{n:x}{suffix}" for n in range(len(found) + 1, len(found) + 17)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for delivery_id in batch:
                     pipe.exists(keys.delivery(delivery_id))
@@ -184,6 +240,7 @@ class Store:
         if name in self.catalog or name in OPERATIONAL_TYPES:
             return False
         created = bool(await awaited(self.redis.hsetnx(keys.EVENT_TYPES, name, description)))
+        self._types_cache = (-1e9, frozenset())  # other cells read it again, at once
         await self.scripts.wait_for_replicas()
         return created
 
@@ -210,7 +267,7 @@ class Store:
         signing = fields.signing or HMAC
         if signing not in SCHEMES:
             raise ValidationFailed("signing", "must be one of " + ", ".join(SCHEMES))
-        endpoint_id = new_id("ep")
+        endpoint_id = new_id("ep", suffix=self.id_suffix)
         entry, secret = self._new_signing_key(signing, endpoint_id)
         mapping = self._new_endpoint(endpoint_id, entry, signing, fields)
         limit = self.settings.max_endpoints_per_business
@@ -268,7 +325,7 @@ class Store:
             ordered=True,
             on_exhausted="skip",
         )
-        endpoint_id = new_id("ep")
+        endpoint_id = new_id("ep", suffix=self.id_suffix)
         entry, _ = self._new_signing_key(HMAC, endpoint_id)
         mapping = self._new_endpoint(endpoint_id, entry, HMAC, fields)
         mapping.update(kind=listen.KIND, session=name, last_connected_at=mapping["created_at"])
@@ -745,8 +802,10 @@ def _check_listen_change(fields: EndpointFields) -> None:
 
 
 def event_of(delivery_id: str) -> str:
-    """A delivery's event id: ``dlv_{26-character event stem}{n}`` → ``evt_{stem}``."""
-    return "evt_" + delivery_id[4:30]
+    """A delivery's event id: ``dlv_{26-character event stem}{n}[.{cell}]`` →
+    ``evt_{stem}[.{cell}]``."""
+    _, dot, cell = delivery_id.rpartition(".")
+    return "evt_" + delivery_id[4:30] + (dot + cell if dot else "")
 
 
 def signing_public_keys(entries: list[dict[str, Any]], now: int) -> list[str]:

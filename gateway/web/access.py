@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.core.model import Actor
 from gateway.core.scopes import ADMIN
 from gateway.store.apikeys import TOKEN_PREFIX, ApiKey, ApiKeys
-from gateway.store.store import Store
+from gateway.store.routed import RoutedStore
 from gateway.web.context import ACTOR, STORE
 from gateway.web.errors import Forbidden, Unauthorized
 from gateway.web.requests import unknown
@@ -84,6 +84,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/api-keys/{id}"): ADMIN_ONLY,
     # A business-bound key sees its business's entries only (the handler filters).
     ("GET", "/v1/audit-log"): READ,
+    # cells: where businesses live is the platform operator's, moving one too
+    ("GET", "/v1/cells"): ADMIN_ONLY,
+    ("GET", "/v1/businesses/{id}/cell"): ADMIN_ONLY,
+    ("PUT", "/v1/businesses/{id}/cell"): ADMIN_ONLY,
 }
 
 
@@ -94,7 +98,7 @@ def rule_of(method: str, path: str) -> Rule | None:
 class Gate:
     """Authenticates /v1 requests and applies ``RULES`` (``admit``)."""
 
-    def __init__(self, admin_token: str, api_keys: ApiKeys, store: Store) -> None:
+    def __init__(self, admin_token: str, api_keys: ApiKeys, store: RoutedStore) -> None:
         self._bootstrap = f"Bearer {admin_token}".encode()
         self._key_header = f"Bearer {TOKEN_PREFIX}"
         self.api_keys = api_keys

@@ -13,13 +13,15 @@ import msgspec
 import structlog
 from aiohttp import web
 from msgspec import UNSET
+from redis.exceptions import RedisError
 
 from gateway import __version__
 from gateway.core import formats, model
 from gateway.core.clock import now_ms
 from gateway.core.errors import DomainError, ValidationFailed
 from gateway.core.model import Ingested, PreparedEvent
-from gateway.store.metrics import render_metrics
+from gateway.store.cells import probe
+from gateway.store.metrics import CellFigures, render_metrics
 from gateway.store.recovery import DeliveryFilter
 from gateway.store.store import encoded, fingerprint
 from gateway.web import access, audit, bodies, listen, schemas, validation
@@ -28,9 +30,9 @@ from gateway.web.budget import SMALL_BODY
 from gateway.web.context import (
     API_KEYS,
     BATCH_TURN,
+    CELLS,
     INGESTER,
     RECOVERY,
-    REDIS_WATCH,
     SETTINGS,
     STORE,
 )
@@ -72,6 +74,7 @@ EVENT_TYPE = msgspec.json.Decoder(schemas.EventTypeIn)
 REPLAY = msgspec.json.Decoder(schemas.ReplayIn)
 DISABLE = msgspec.json.Decoder(schemas.DisableIn)
 API_KEY = msgspec.json.Decoder(schemas.ApiKeyIn)
+CELL_MOVE = msgspec.json.Decoder(schemas.CellMoveIn)
 
 
 def as_sent(event: schemas.EventIn) -> dict[str, Any]:
@@ -413,12 +416,58 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(schemas.Health(status="ok", version=__version__))
 
 
+async def _cell_states(request: web.Request) -> list[schemas.CellState]:
+    cells = request.app[CELLS]
+    reasons = await probe(cells)
+    return [
+        schemas.CellState(
+            name=name, first=name == cells.home.name, ready=reason is None, reason=reason
+        )
+        for name, reason in reasons.items()
+    ]
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """Ready while Redis takes writes this gateway may acknowledge (see ``RedisWatch``)."""
-    reason = await request.app[REDIS_WATCH].not_ready_because()
-    if reason is not None:
+    """Ready while the first cell's Redis takes writes this gateway may acknowledge (see
+    ``RedisWatch``); ``degraded`` while another cell's does not (only its businesses wait).
+    The first cell holds the directory and the API keys: without it this gateway cannot
+    place a business or admit a key, so it is not ready."""
+    states = await _cell_states(request)
+    home = states[0]
+    if home.reason is not None:
+        reason = home.reason if len(states) == 1 else f"cell {home.name!r}: {home.reason}"
         return error_response(503, "not_ready", reason)
-    return json_response(schemas.Ready(status="ready"))
+    shown = states if len(states) > 1 else []
+    if all(s.ready for s in states):
+        return json_response(schemas.Ready(status="ready", cells=shown))
+    return json_response(schemas.Ready(status="degraded", cells=shown))
+
+
+async def list_cells(request: web.Request) -> web.Response:
+    return json_response(schemas.CellList(data=await _cell_states(request)))
+
+
+async def get_business_cell(request: web.Request) -> web.Response:
+    business = validation.business_id(request.match_info["id"], "business_id")
+    placed = await request.app[CELLS].placement(business)
+    return json_response(
+        schemas.BusinessCell(
+            business_id=business,
+            cell=placed.cell,
+            previous_cells=list(placed.previous),
+            pinned=placed.pinned,
+        )
+    )
+
+
+async def put_business_cell(request: web.Request) -> web.Response:
+    """Moves a business to the body's cell: its new events go there at once; its deliveries
+    in the old cell finish there."""
+    business = validation.business_id(request.match_info["id"], "business_id")
+    body = await read_struct(request, JSON_BODY_LIMIT, CELL_MOVE)
+    moved = await request.app[CELLS].move(business, body.cell)
+    audit.note(request, business_id=business, detail=f"{moved['from_cell']}->{moved['cell']}")
+    return answer(moved, schemas.CellMove)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -427,8 +476,20 @@ async def metrics(request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {token}".encode()):
             raise Unauthorized("missing or wrong bearer token (HOOKGATE_METRICS_TOKEN)")
-    counters, queued, due, waiting = await request.app[STORE].metrics()
-    text = render_metrics(counters, queued=queued, pending=due + waiting, waiting=waiting)
+    cells = request.app[CELLS]
+    figures: list[CellFigures] = []
+    for cell in cells:
+        try:
+            counters, queued, due, waiting = await asyncio.wait_for(cell.store.metrics(), 2.0)
+        except (RedisError, OSError, TimeoutError):
+            figures.append(CellFigures(cell.name, up=False))
+            continue
+        figures.append(
+            CellFigures(
+                cell.name, True, counters, queued=queued, pending=due + waiting, waiting=waiting
+            )
+        )
+    text = render_metrics(figures)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -474,6 +535,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/api-keys", list_api_keys)
     r.add_delete(f"/v1/api-keys/{key}", revoke_api_key)
     r.add_get("/v1/audit-log", audit.get_audit_log)
+    r.add_get("/v1/cells", list_cells)
+    r.add_get("/v1/businesses/{id}/cell", get_business_cell)
+    r.add_put("/v1/businesses/{id}/cell", put_business_cell)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -13,10 +13,8 @@ from gateway.core.catalog import load_catalog
 from gateway.core.settings import Settings
 from gateway.store.apikeys import ApiKeys
 from gateway.store.audit import AuditLog
-from gateway.store.connection import RedisWatch
-from gateway.store.ingest import Ingester
-from gateway.store.recovery import Recovery
-from gateway.store.store import Store
+from gateway.store.cells import Cells
+from gateway.store.routed import RoutedIngester, RoutedRecovery, RoutedStore
 from gateway.web import api
 from gateway.web.access import Gate
 from gateway.web.audit import audit_middleware
@@ -26,10 +24,10 @@ from gateway.web.context import (
     AUDIT,
     BATCH_TURN,
     BODY_BUDGET,
+    CELLS,
     INGESTER,
     RECOVERY,
     REDIS,
-    REDIS_WATCH,
     SETTINGS,
     STORE,
 )
@@ -39,10 +37,14 @@ from gateway.web.portal import post_portal_link, setup_portal
 from gateway.web.requests import BATCH_BODY_LIMIT
 
 
-def create_app(settings: Settings, redis: Redis) -> web.Application:
-    """The gateway application over an injected Redis pool (closed by the caller)."""
-    store = Store(redis, settings, load_catalog())
-    api_keys = ApiKeys(redis, store.scripts)
+def create_app(settings: Settings, redis: Redis | Mapping[str, Redis]) -> web.Application:
+    """The gateway application over injected Redis pools (closed by the caller): one per cell
+    of ``settings.cell_specs``, by name, or the one cell's pool."""
+    pools = redis if isinstance(redis, Mapping) else {settings.cell_specs[0].name: redis}
+    cells = Cells.build(settings, pools, load_catalog())
+    home = cells.home
+    store = RoutedStore(cells)
+    api_keys = ApiKeys(home.redis, home.store.scripts)
     gate = Gate(settings.admin_token, api_keys, store)
     app = web.Application(
         # release_bodies outermost: a request's body bytes are given back however it ends;
@@ -50,23 +52,20 @@ def create_app(settings: Settings, redis: Redis) -> web.Application:
         middlewares=[release_bodies, audit_middleware, api_middleware(gate.admit)],
         client_max_size=BATCH_BODY_LIMIT + 1,
     )
+    app[CELLS] = cells
     app[STORE] = store
     app[API_KEYS] = api_keys
-    app[AUDIT] = AuditLog(redis, store.scripts, settings.audit_retention)
-    watch = RedisWatch(
-        redis, wait_replicas=settings.wait_replicas, wait_timeout=settings.redis_wait_timeout
-    )
-    app[REDIS_WATCH] = watch
-    app[INGESTER] = Ingester(store, watch)
-    app[RECOVERY] = Recovery(store)
+    app[AUDIT] = AuditLog(home.redis, home.store.scripts, settings.audit_retention)
+    app[INGESTER] = RoutedIngester(cells)
+    app[RECOVERY] = RoutedRecovery(cells)
     app[SETTINGS] = settings
-    app[REDIS] = redis
+    app[REDIS] = home.redis
     app[BODY_BUDGET] = BodyBudget(settings.max_body_bytes_in_flight)
     app[BATCH_TURN] = asyncio.Lock()
     app.cleanup_ctx.append(_watch_redis)
     app.cleanup_ctx.append(_write_key_uses)
     api.add_routes(app)
-    setup_listen(app, store)
+    setup_listen(app)
     app.router.add_post("/v1/businesses/{id}/portal-links", post_portal_link)
     setup_portal(app)
     app.router.add_get("/", _to_portal)
@@ -79,12 +78,15 @@ async def _to_portal(request: web.Request) -> web.Response:
 
 
 async def _watch_redis(app: web.Application) -> AsyncIterator[None]:
-    """Re-reads Redis's eviction policy every HOOKGATE_REDIS_CHECK_INTERVAL while serving."""
-    task = asyncio.create_task(app[REDIS_WATCH].watch_forever(app[SETTINGS].redis_check_interval))
+    """Re-reads each cell's eviction policy every HOOKGATE_REDIS_CHECK_INTERVAL while serving."""
+    interval = app[SETTINGS].redis_check_interval
+    tasks = [asyncio.create_task(cell.watch.watch_forever(interval)) for cell in app[CELLS]]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _write_key_uses(app: web.Application) -> AsyncIterator[None]:

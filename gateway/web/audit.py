@@ -84,6 +84,7 @@ API_ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/v1/businesses/{id}/portal-links"): Action("portal_link.create", BUSINESS),
     ("POST", "/v1/event-types"): Action("event_type.register"),
     ("PUT", "/v1/listen-sessions/{name}"): Action("listen_session.open"),
+    ("PUT", "/v1/businesses/{id}/cell"): Action("business.move_cell", BUSINESS),
 }
 # Changes that are not recorded: event ingest (an API key's "last used" covers it).
 NOT_RECORDED = frozenset({("POST", "/v1/events"), ("POST", "/v1/events/batch")})

@@ -1,6 +1,7 @@
-"""The application's shared objects, as typed aiohttp app keys: the store, recovery, ingester,
-API keys, settings, Redis pool and body budget that ``create_app`` puts in and every
-handler (API and portal) reads; and what a request carries past the middleware (``ACTOR``)."""
+"""The application's shared objects, as typed aiohttp app keys: the cells, the store, recovery,
+ingester, API keys, settings, first cell's Redis pool and body budget that ``create_app`` puts
+in and every handler (API and portal) reads; and what a request carries past the middleware
+(``ACTOR``)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,19 @@ from gateway.core.model import Actor
 from gateway.core.settings import Settings
 from gateway.store.apikeys import ApiKeys
 from gateway.store.audit import AuditLog
-from gateway.store.connection import RedisWatch
-from gateway.store.ingest import Ingester
-from gateway.store.recovery import Recovery
-from gateway.store.store import Store
+from gateway.store.cells import Cells
+from gateway.store.routed import RoutedIngester, RoutedRecovery, RoutedStore
 from gateway.web.budget import BodyBudget
 
-STORE = web.AppKey("store", Store)
-RECOVERY = web.AppKey("recovery", Recovery)
-INGESTER = web.AppKey("ingester", Ingester)
+# Every cell (``store/cells.py``), and the store, recovery and ingest over them, each call
+# routed to the cell it belongs to (``store/routed.py``).
+CELLS = web.AppKey("cells", Cells)
+STORE = web.AppKey("store", RoutedStore)
+RECOVERY = web.AppKey("recovery", RoutedRecovery)
+INGESTER = web.AppKey("ingester", RoutedIngester)
 SETTINGS = web.AppKey("settings", Settings)
+# The first cell's Redis: API keys, the audit trail, portal sessions and links live there.
 REDIS = web.AppKey("redis", Redis)
-REDIS_WATCH = web.AppKey("redis_watch", RedisWatch)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 AUDIT = web.AppKey("audit", AuditLog)
 # Who is making the request: set by the authentication middleware before any /v1 handler, and

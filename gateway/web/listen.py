@@ -29,10 +29,9 @@ from gateway.core import listen
 from gateway.core.errors import Conflict
 from gateway.core.logs import error_fields
 from gateway.store.listen import PRESENCE_EVERY, Attempt, ListenRelay
-from gateway.store.store import Store
 from gateway.web import access, audit, schemas, validation
 from gateway.web.bodies import answer
-from gateway.web.context import SETTINGS, STORE
+from gateway.web.context import CELLS, SETTINGS, STORE
 from gateway.web.errors import UpgradeRequired
 from gateway.web.requests import JSON_BODY_LIMIT, path_id, read_struct
 
@@ -72,14 +71,11 @@ class Connections:
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the gateway is stopping")
 
 
-RELAY = web.AppKey("listen_relay", ListenRelay)
 CONNECTIONS = web.AppKey("listen_connections", Connections)
 
 
-def setup_listen(app: web.Application, store: Store) -> None:
-    """What the routes (``api.add_routes``) need: the relay, and the open connections, closed
-    at shutdown."""
-    app[RELAY] = ListenRelay(store)
+def setup_listen(app: web.Application) -> None:
+    """What the routes (``api.add_routes``) need: the open connections, closed at shutdown."""
     app[CONNECTIONS] = Connections()
     app.on_shutdown.append(_close_connections)
 
@@ -130,7 +126,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     try:
         await Connection(
             ws,
-            request.app[RELAY],
+            (await request.app[CELLS].of_endpoint(endpoint_id)).listen,
             endpoint_id,
             str(session["session"]),
             timeout=request.app[SETTINGS].delivery_timeout,

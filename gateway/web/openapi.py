@@ -334,6 +334,32 @@ OPERATIONS = (
         parameters=(BUSINESS_IN_PATH,),
     ),
     Operation(
+        "get",
+        "/v1/cells",
+        "The cells (Redis groups) this gateway serves, and whether each takes writes now",
+        {200: (S.CellList, "The cells, the first holding the directory")},
+    ),
+    Operation(
+        "get",
+        "/v1/businesses/{id}/cell",
+        "Where a business lives: its cell and the cells it lived in before",
+        {200: (S.BusinessCell, "Its placement")},
+        parameters=(BUSINESS_IN_PATH,),
+    ),
+    Operation(
+        "put",
+        "/v1/businesses/{id}/cell",
+        "Move a business to another cell",
+        {200: (S.CellMove, "Moved (or already there): new events go to the new cell")},
+        body=S.CellMoveIn,
+        parameters=(BUSINESS_IN_PATH,),
+        description=(
+            "Its endpoints (sealed secrets and all) are copied to the new cell and its new "
+            "events go there at once; deliveries already in the old cell finish there. Reads "
+            "(events, deliveries, listings, replays, the portal) find both."
+        ),
+    ),
+    Operation(
         "post",
         "/v1/api-keys",
         "Create an API key; the answer holds the key, once",
@@ -379,7 +405,7 @@ OPERATIONS = (
     Operation(
         "get",
         "/readyz",
-        "Readiness: Redis answers",
+        "Readiness: the first cell takes writes (and how each cell is)",
         {200: (S.Ready, "Ready"), 503: (S.Error, "Not ready (not_ready)")},
         store=False,
         public=True,

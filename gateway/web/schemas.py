@@ -885,5 +885,56 @@ class Health(Answer):
     version: str
 
 
+class CellState(Answer):
+    """One cell as this gateway sees it now."""
+
+    name: str
+    first: Annotated[
+        bool, Meta(description="the first cell: directory, API keys, audit log, portal sessions")
+    ]
+    ready: Annotated[bool, Meta(description="takes writes this gateway may acknowledge")]
+    reason: Annotated[str | None, Meta(description="why not, when it does not")] = None
+
+
 class Ready(Answer):
-    status: Literal["ready"]
+    """Ready while the first cell takes writes; ``degraded`` while another cell does not (its
+    businesses get 503, every other business is served)."""
+
+    status: Literal["ready", "degraded"]
+    cells: list[CellState] = []
+
+
+class BusinessCell(Answer):
+    """Where a business lives: its cell, and the cells it lived in before (their deliveries
+    finish there; reads look there too)."""
+
+    business_id: str
+    cell: str
+    previous_cells: list[str]
+    pinned: Annotated[
+        bool, Meta(description="placed by the directory (else by hashing its id over the cells)")
+    ]
+
+
+class CellMoveIn(RequestBody):
+    """Move a business to another cell."""
+
+    cell: Annotated[str, Meta(pattern=formats.CELL_NAME)]
+
+
+class CellMove(Answer):
+    """What a move did."""
+
+    business_id: str
+    cell: str
+    previous_cells: list[str]
+    moved: Annotated[bool, Meta(description="false when the business was already there")]
+    from_cell: str
+    endpoints: Annotated[int, Meta(description="endpoints copied to the new cell")]
+    pending_in_previous_cell: Annotated[
+        int, Meta(description="deliveries still to finish in the cell it left")
+    ]
+
+
+class CellList(Answer):
+    data: list[CellState]

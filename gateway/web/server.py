@@ -14,6 +14,7 @@ from aiohttp.web_response import Response, StreamResponse
 from aiohttp.web_server import Server
 from redis.asyncio import Redis
 
+from gateway.core.errors import ConfigError
 from gateway.core.settings import Settings
 from gateway.store.connection import check_at_start, connect
 from gateway.web.app import create_app
@@ -91,15 +92,25 @@ async def start_site(
 
 async def serve_forever(settings: Settings) -> None:
     """Serves until SIGINT/SIGTERM. Refuses (``ConfigError``) a Redis that could silently
-    drop data."""
-    redis: Redis = connect(settings.redis)
+    drop data, in any cell (naming it)."""
+    pools: dict[str, Redis] = {}
     try:
-        await check_at_start(redis, allow_non_durable=settings.allow_non_durable_redis)
+        for spec in settings.cell_specs:
+            pools[spec.name] = connect(spec.target)
+            try:
+                await check_at_start(
+                    pools[spec.name], allow_non_durable=settings.allow_non_durable_redis
+                )
+            except ConfigError as exc:
+                if len(settings.cell_specs) == 1:
+                    raise
+                raise ConfigError(f"cell {spec.name!r}: {exc}") from None
     except BaseException:
-        await redis.aclose()
+        for pool in pools.values():
+            await pool.aclose()
         raise
     runner = await start_site(
-        create_app(settings, redis),
+        create_app(settings, pools),
         settings.host,
         settings.port,
         request_timeout=settings.request_timeout,
@@ -109,5 +120,6 @@ async def serve_forever(settings: Settings) -> None:
         await wait_for_stop()
     finally:
         await runner.cleanup()  # answers requests in flight before closing
-        await redis.aclose()
+        for pool in pools.values():
+            await pool.aclose()
         log.info("hookgate.serve.stopped")

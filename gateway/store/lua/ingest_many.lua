@@ -12,7 +12,9 @@
               Two arguments per event rather than nine: redis-py packs every argument in
               Python, which was a quarter of the gateway's time on batches.
   Returns     kind, payload per event: 'created', the delivery ids joined by ','; 'duplicate',
-              what the idempotency key holds ('{fingerprint}|{event_id}'); 'unknown_type', ''.
+              what the idempotency key holds ('{fingerprint}|{event_id}'); 'unknown_type', '';
+              'moved', the cell its business moved to (nothing is stored here once it has:
+              the gateway reads the directory again and sends the event there).
 ]]
 --@include lib/ingest.lua
 
@@ -32,9 +34,17 @@ local function main()
       local old = redis.call('GET', key_idempotency_unscoped(string.sub(idem, 2)))
       if old and string.sub(old, 1, #fingerprint + 1) == fingerprint .. '|' then prior = old end
     end
+    local moved = seen['moved:' .. business_id]
+    if moved == nil then
+      moved = redis.call('GET', key_business_moved(business_id)) or false
+      seen['moved:' .. business_id] = moved
+    end
     if prior then
       out[#out + 1] = 'duplicate'
       out[#out + 1] = prior
+    elseif moved then
+      out[#out + 1] = 'moved'
+      out[#out + 1] = moved
     elseif check == '1' and redis.call('HEXISTS', KEYS[1], etype) == 0 then
       out[#out + 1] = 'unknown_type'
       out[#out + 1] = ''

@@ -288,7 +288,7 @@ async def post_portal_link(request: web.Request) -> web.Response:
         body = schemas.PortalLinkIn()
     ttl = LINK_TTL_DEFAULT if body.ttl is UNSET else link_ttl(body.ttl)
     token, expires = await create_link(request.app[REDIS], business, ttl)
-    await request.app[STORE].scripts.wait_for_replicas()  # the link is on a replica first
+    await request.app[STORE].home.scripts.wait_for_replicas()  # the link is on a replica first
     url = f"{public_origin(request)}{COOKIE_PATH}/link/{token}"
     link = schemas.PortalLink(url=url, expires_at=iso_ms(expires) or "", business_id=business)
     return json_response(link, status=201)

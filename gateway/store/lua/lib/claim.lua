@@ -18,7 +18,7 @@ local function claim_delivery(dkey, did, job, lease, busy_defer, default_cap, ma
                        'event_type', 'okey', 'seq')
   if not d[1] then return {'gone'} end
   if d[1] ~= 'pending' or full_job(did, d[2]) ~= job then return {'stale'} end
-  local event_id = 'evt_' .. string.sub(did, 5, 30)
+  local event_id = event_of_delivery(did)
   local ep = redis.call('HMGET', key_endpoint(d[3]), 'url', 'secrets', 'headers',
                         'max_in_flight', 'disabled', 'kind')
   if not ep[1] then

@@ -60,7 +60,7 @@ local function finish_attempt(dkey, akey, did, job, record, outcome, next_at, bu
     redis.call('HINCRBY', stats, hour .. ':dfail', 1)
     if string.sub(d[6] or '', 1, 9) ~= 'hookgate.' then
       operational_event(emit_exhausted, 'hookgate.delivery.exhausted', d[7],
-        {delivery_id = did, event_id = 'evt_' .. string.sub(did, 5, 30), endpoint_id = ep,
+        {delivery_id = did, event_id = event_of_delivery(did), endpoint_id = ep,
          event_type = d[6], attempts = redis.call('LLEN', akey)})
     end
   elseif outcome == 'retry' then

@@ -14,7 +14,8 @@
 -- read so far in this script call: INGEST_MANY passes one, since ingest changes neither;
 -- scripts that also disable endpoints pass none.
 local function ingest_event(event_id, body, etype, business_id, only_ep, seen, okey)
-  local stem = string.sub(event_id, 5)
+  -- evt_{26-character stem}[.{cell}]: the cell's suffix ends each delivery id too
+  local stem, cell_suffix = string.sub(event_id, 5, 30), string.sub(event_id, 31)
   local endpoints
   if only_ep ~= '' then
     endpoints = {only_ep}
@@ -35,8 +36,8 @@ local function ingest_event(event_id, body, etype, business_id, only_ep, seen, o
       if seen then seen['ep:' .. ep] = f end
     end
     if f[1] and (only_ep ~= '' or matches(f[1], etype)) then
-      -- the delivery id holds its event's id: dlv_{event id stem}{n}
-      local did = 'dlv_' .. stem .. string.format('%x', #made + 1)
+      -- the delivery id holds its event's id: dlv_{event id stem}{n}[.{cell}]
+      local did = 'dlv_' .. stem .. string.format('%x', #made + 1) .. cell_suffix
       local dkey = key_delivery(did)
       if f[2] == '1' then
         redis.call('HSET', dkey, 'endpoint_id', ep, 'business_id', business_id,

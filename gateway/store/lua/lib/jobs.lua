@@ -45,3 +45,9 @@ local function end_job(job)
   redis.call('DEL', ARQ_JOB_KEY .. job, ARQ_IN_PROGRESS_KEY .. job, ARQ_RETRY_KEY .. job)
   redis.call('ZREM', ARQ_QUEUE, job)
 end
+
+-- A delivery's event: dlv_{26-character event stem}{n, hex}[.{cell}] → evt_{stem}[.{cell}]
+-- (store.event_of).
+local function event_of_delivery(did)
+  return 'evt_' .. string.sub(did, 5, 30) .. (string.match(did, '%.[%w%-]+$') or '')
+end

@@ -1,0 +1,378 @@
+"""The cells a gateway serves (``core/cells.py``): one store per Redis group, the directory that
+places businesses (in the first cell), and moving a business from one cell to another.
+
+Placement: a business with an endpoint is pinned in the directory, to the cell rendezvous
+hashing picked when its first endpoint was made, or to the cell it was moved to. A business
+with no endpoint is not pinned and goes where hashing says (it has nothing to deliver). Pinning
+at the first endpoint keeps adding a cell from moving a business away from its endpoints: its
+events would otherwise land in a cell with no endpoint of its own, matched by nothing. A gateway
+keeps the placements it read for ``PLACEMENT_FRESH_FOR`` seconds; a stale one is harmless, as
+ingest in a cell a business moved away from refuses its events (``keys.business_moved``) and
+the gateway reads the directory again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.core.cells import DEFAULT_CELL, cell_of_id, rendezvous
+from gateway.core.errors import CellUnavailable, NotFound, ValidationFailed
+from gateway.core.logs import describe_error
+from gateway.core.settings import Settings
+from gateway.store import keys
+from gateway.store.connection import RedisWatch
+from gateway.store.ingest import Ingester
+from gateway.store.listen import ListenRelay
+from gateway.store.recovery import Recovery
+from gateway.store.store import Store, as_str, awaited, decode_hash
+
+log = structlog.get_logger("hookgate.cells")
+
+PLACEMENT_FRESH_FOR = 5.0  # seconds a gateway trusts a placement it read from the directory
+
+
+@dataclasses.dataclass
+class Cell:
+    """One cell as a gateway sees it: its Redis pool and what runs on it."""
+
+    name: str
+    redis: Redis
+    store: Store
+    recovery: Recovery
+    ingester: Ingester
+    watch: RedisWatch
+    listen: ListenRelay
+
+    @classmethod
+    def build(cls, name: str, redis: Redis, settings: Settings, catalog: frozenset[str]) -> Cell:
+        store = Store(redis, settings, catalog, cell=name)
+        watch = RedisWatch(
+            redis, wait_replicas=settings.wait_replicas, wait_timeout=settings.redis_wait_timeout
+        )
+        return cls(
+            name, redis, store, Recovery(store), Ingester(store, watch), watch, ListenRelay(store)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a business lives, and the cells it lived in before (their deliveries finish
+    there, and reads look there too)."""
+
+    cell: str
+    previous: tuple[str, ...] = ()
+    pinned: bool = False
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        return (self.cell, *(c for c in self.previous if c != self.cell))
+
+    def encode(self) -> str:
+        return " ".join(self.cells)
+
+    @classmethod
+    def decode(cls, value: str) -> Placement:
+        cell, *previous = value.split()
+        return cls(cell, tuple(previous), pinned=True)
+
+
+def unavailable(cell: str, exc: BaseException) -> CellUnavailable:
+    return CellUnavailable(cell, describe_error(exc))
+
+
+class Cells:
+    """Every cell, the first one holding the directory, API keys, audit trail, registered
+    event types and portal sessions."""
+
+    def __init__(self, cells: Sequence[Cell]) -> None:
+        assert cells, "at least one cell"
+        self.by_name: dict[str, Cell] = {cell.name: cell for cell in cells}
+        self.names = tuple(self.by_name)
+        self.home = cells[0]
+        self.single = len(cells) == 1
+        for cell in cells[1:]:
+            cell.store.types_from = self.home.store
+        self._placed: dict[str, tuple[float, Placement]] = {}
+
+    @classmethod
+    def build(
+        cls, settings: Settings, pools: Mapping[str, Redis], catalog: frozenset[str]
+    ) -> Cells:
+        return cls(
+            [
+                Cell.build(spec.name, pools[spec.name], settings.for_cell(spec), catalog)
+                for spec in settings.cell_specs
+            ]
+        )
+
+    def __iter__(self) -> Any:
+        return iter(self.by_name.values())
+
+    def named(self, name: str) -> Cell:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise ValidationFailed(
+                "cell", f"no cell {name!r}; the cells are " + ", ".join(self.names)
+            ) from None
+
+    # ---- ids ------------------------------------------------------------------------------
+
+    def of_id(self, object_id: str, kind: str = "object") -> Cell:
+        """The cell an id was made in (its ``.{cell}`` suffix, else ``default``). An id of a
+        cell this gateway does not serve is one it never issued: ``NotFound``."""
+        cell = self.by_name.get(cell_of_id(object_id))
+        if cell is None:
+            raise NotFound(f"no {kind} {object_id!r}")
+        return cell
+
+    async def of_endpoint(self, endpoint_id: str) -> Cell:
+        """Where an endpoint is now: the cell of its id, unless its business moved it (that
+        cell's copy then names the cell it moved to)."""
+        origin = self.of_id(endpoint_id, "endpoint")
+        if self.single:
+            return origin
+        try:
+            moved = await awaited(origin.redis.hget(keys.endpoint(endpoint_id), "moved_to"))
+        except (RedisError, OSError) as exc:
+            raise unavailable(origin.name, exc) from exc
+        return self.by_name.get(as_str(moved), origin) if moved else origin
+
+    async def endpoint_copies(self, endpoint_id: str, current: Cell) -> list[Cell]:
+        """The other cells holding a copy of the endpoint (its deliveries from before a move
+        finish there, with the endpoint as it is now)."""
+        if self.single:
+            return []
+        found = []
+        for cell in self:
+            if cell is current:
+                continue
+            try:
+                if await awaited(cell.redis.exists(keys.endpoint(endpoint_id))):
+                    found.append(cell)
+            except (RedisError, OSError) as exc:
+                log.warning("hookgate.cells.copy_unreachable", cell=cell.name, **_err(exc))
+        return found
+
+    # ---- businesses -----------------------------------------------------------------------
+
+    async def placement(self, business_id: str) -> Placement:
+        return (await self.placements([business_id]))[business_id]
+
+    async def of_business(self, business_id: str) -> Cell:
+        return self.by_name[(await self.placement(business_id)).cell]
+
+    async def placements(
+        self, business_ids: Iterable[str], *, fresh: bool = False
+    ) -> dict[str, Placement]:
+        """Where each business lives: from this gateway's cache while fresh, else from the
+        directory (one round trip for all). While the first cell is unreachable, placements
+        read before are used however old; a business never read answers 503."""
+        wanted = list(dict.fromkeys(business_ids))
+        if self.single:
+            only = Placement(self.home.name)
+            return {b: only for b in wanted}
+        now = time.monotonic()
+        out: dict[str, Placement] = {}
+        missing: list[str] = []
+        for business in wanted:
+            cached = self._placed.get(business)
+            if cached is not None and not fresh and now - cached[0] < PLACEMENT_FRESH_FOR:
+                out[business] = cached[1]
+            else:
+                missing.append(business)
+        if missing:
+            try:
+                values = await awaited(self.home.redis.hmget(keys.CELL_DIRECTORY, missing))
+            except (RedisError, OSError) as exc:
+                for business in missing:
+                    cached = self._placed.get(business)
+                    if cached is None:
+                        raise unavailable(self.home.name, exc) from exc
+                    out[business] = cached[1]
+                return out
+            for business, value in zip(missing, values, strict=True):
+                placed = self._decode(business, as_str(value))
+                self._placed[business] = (now, placed)
+                out[business] = placed
+            if len(self._placed) > 100_000:  # forget the oldest half
+                for business in sorted(self._placed, key=lambda b: self._placed[b][0])[:50_000]:
+                    del self._placed[business]
+        return out
+
+    def _decode(self, business_id: str, value: str) -> Placement:
+        if value:
+            placed = Placement.decode(value)
+            if placed.cell in self.by_name:
+                return dataclasses.replace(
+                    placed, previous=tuple(c for c in placed.previous if c in self.by_name)
+                )
+            log.error("hookgate.cells.unknown_cell_in_directory", cell=placed.cell)
+        return Placement(rendezvous(business_id, self.names))
+
+    async def pin(self, business_id: str) -> Cell:
+        """The business's cell, pinned in the directory if it was not (before its first
+        endpoint is made there)."""
+        placed = await self.placement(business_id)
+        if self.single or placed.pinned:
+            return self.by_name[placed.cell]
+        try:
+            await awaited(self.home.redis.hsetnx(keys.CELL_DIRECTORY, business_id, placed.cell))
+            await self.home.store.scripts.wait_for_replicas()
+        except (RedisError, OSError) as exc:
+            raise unavailable(self.home.name, exc) from exc
+        return self.by_name[(await self.placements([business_id], fresh=True))[business_id].cell]
+
+    def forget(self, business_id: str) -> None:
+        self._placed.pop(business_id, None)
+
+    # ---- moving a business ----------------------------------------------------------------
+
+    async def move(self, business_id: str, to: str) -> dict[str, Any]:
+        """Moves a business to cell ``to``: its endpoints (sealed secrets and all) are copied
+        there, the directory sends its new events there, and the old cell refuses them from
+        then on. Deliveries already in the old cell finish there, with the endpoints as they
+        were copied (later changes are copied to them too)."""
+        target = self.named(to)
+        placed = (await self.placements([business_id], fresh=True))[business_id]
+        source = self.by_name[placed.cell]
+        if source is target:
+            return self._moved_view(business_id, placed, placed.cell, 0, 0, moved=False)
+        raws = await self._endpoints_of(source, business_id)
+        sessions = decode_hash(
+            await awaited(source.redis.hgetall(keys.business_listen_sessions(business_id)))
+        )
+        # 1. the endpoints, in the new cell (a cell the business lived in before has copies:
+        #    they are replaced, and its refusal of the business's events is lifted)
+        async with target.redis.pipeline(transaction=True) as pipe:
+            for raw in raws:
+                key = keys.endpoint(raw["id"])
+                pipe.delete(key)
+                pipe.hset(key, mapping={k: v for k, v in raw.items() if k != "moved_to"})
+                pipe.sadd(keys.ENDPOINTS, raw["id"])
+                pipe.sadd(keys.business_endpoints(business_id), raw["id"])
+                if raw.get("kind") == "listen":
+                    pipe.zadd(
+                        keys.LISTEN_SESSIONS, {raw["id"]: int(raw.get("last_connected_at") or 0)}
+                    )
+            if raws:
+                pipe.sadd(keys.BUSINESSES, business_id)
+            if sessions:
+                pipe.hset(keys.business_listen_sessions(business_id), mapping=sessions)
+            pipe.delete(keys.business_moved(business_id))
+            await pipe.execute()
+        await target.store.scripts.wait_for_replicas()
+        # 2. the directory: new events go to the new cell from now on
+        moved = Placement(target.name, tuple(c for c in placed.cells if c != target.name), True)
+        async with self.home.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.CELL_DIRECTORY, business_id, moved.encode())
+            pipe.incr(keys.CELL_MOVES)
+            await pipe.execute()
+        await self.home.store.scripts.wait_for_replicas()
+        self._placed[business_id] = (time.monotonic(), moved)
+        # 3. the old cell refuses the business's events (a gateway that still places it there
+        #    reads the directory again), and its copies, and the origin cell's, point to the
+        #    new one
+        async with source.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.business_moved(business_id), target.name)
+            for raw in raws:
+                pipe.hset(keys.endpoint(raw["id"]), "moved_to", target.name)
+            await pipe.execute()
+        await source.store.scripts.wait_for_replicas()
+        for raw in raws:
+            origin = self.by_name.get(cell_of_id(raw["id"]))
+            if origin is not None and origin not in (source, target):
+                await awaited(origin.redis.hset(keys.endpoint(raw["id"]), "moved_to", target.name))
+        pending = 0
+        async with source.redis.pipeline(transaction=False) as pipe:
+            for raw in raws:
+                pipe.scard(keys.endpoint_pending(raw["id"]))
+            pending = sum(int(n) for n in await pipe.execute())
+        log.info(
+            "hookgate.cells.moved",
+            source=source.name,
+            target=target.name,
+            endpoints=len(raws),
+            pending_in_source=pending,
+        )
+        return self._moved_view(business_id, moved, source.name, len(raws), pending, moved=True)
+
+    @staticmethod
+    def _moved_view(
+        business_id: str,
+        placed: Placement,
+        source: str,
+        endpoints: int,
+        pending: int,
+        *,
+        moved: bool,
+    ) -> dict[str, Any]:
+        return {
+            "business_id": business_id,
+            "cell": placed.cell,
+            "previous_cells": list(placed.previous),
+            "moved": moved,
+            "from_cell": source,
+            "endpoints": endpoints,
+            "pending_in_previous_cell": pending,
+        }
+
+    async def _endpoints_of(self, cell: Cell, business_id: str) -> list[dict[str, str]]:
+        ids = sorted(
+            as_str(i)
+            for i in await awaited(cell.redis.smembers(keys.business_endpoints(business_id)))
+        )
+        async with cell.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in ids:
+                pipe.hgetall(keys.endpoint(endpoint_id))
+            raws = [decode_hash(r) for r in await pipe.execute()]
+        return [r for r in raws if r and not r.get("moved_to")]
+
+    async def sync_copies(self, endpoint_id: str, current: Cell) -> None:
+        """Writes the endpoint as it is in its cell over its copies in other cells (after a
+        change), so deliveries finishing in an old cell use its new URL, secrets and state."""
+        copies = await self.endpoint_copies(endpoint_id, current)
+        if not copies:
+            return
+        raw = decode_hash(await awaited(current.redis.hgetall(keys.endpoint(endpoint_id))))
+        if not raw:
+            return
+        for cell in copies:
+            async with cell.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.endpoint(endpoint_id))
+                pipe.hset(keys.endpoint(endpoint_id), mapping={**raw, "moved_to": current.name})
+                await pipe.execute()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "home": c is self.home} for c in self]
+
+
+def _err(exc: BaseException) -> dict[str, str]:
+    return {"error": describe_error(exc)}
+
+
+PROBE_WITHIN = 2.0  # seconds a cell's readiness probe may take before it counts as down
+
+
+async def probe(cells: Cells) -> dict[str, str | None]:
+    """Why each cell cannot take writes now (None: it can), probed concurrently."""
+
+    async def one(cell: Cell) -> str | None:
+        try:
+            return await asyncio.wait_for(cell.watch.not_ready_because(), PROBE_WITHIN)
+        except TimeoutError:
+            return f"no answer within {PROBE_WITHIN:g} s"
+
+    reasons = await asyncio.gather(*(one(c) for c in cells))
+    return dict(zip(cells.names, reasons, strict=True))
+
+
+__all__ = ["DEFAULT_CELL", "Cell", "Cells", "Placement", "probe"]

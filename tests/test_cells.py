@@ -1,0 +1,425 @@
+"""Cells in one process: two real redis-servers of the tests' own as cells c1 and c2, the
+gateway app over both, in-process workers per cell. Placement, ids, moves, merged listings,
+metrics, readiness, and bad input (the processes and outages are tests/test_cells_e2e.py's)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from arq.connections import ArqRedis
+from support import AUTH
+
+from gateway.cli.redis_server import free_port, start_redis
+from gateway.core import cells as core_cells
+from gateway.core.cells import CellSpec, cell_of_id, parse_cells, rendezvous
+from gateway.core.errors import ConfigError
+from gateway.core.settings import Settings
+from gateway.store.recovery import EventFilter
+from gateway.web.app import create_app
+from gateway.web.context import RECOVERY
+from worker.main import build_worker, stop_worker
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture(scope="module")
+def second_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    process = start_redis(tmp_path_factory.mktemp("redis-c2"), port)
+    yield port
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@dataclasses.dataclass
+class TwoCells:
+    settings: Settings
+    c1: ArqRedis
+    c2: ArqRedis
+    api: Client
+
+    def pool(self, cell: str) -> ArqRedis:
+        return self.c1 if cell == "c1" else self.c2
+
+
+@pytest.fixture
+async def two(
+    settings: Settings, redis: ArqRedis, redis_url: str, second_redis: int
+) -> AsyncIterator[TwoCells]:
+    url2 = f"redis://127.0.0.1:{second_redis}/0"
+    c2 = ArqRedis.from_url(url2)
+    await c2.flushall()
+    cells = (CellSpec("c1", redis_url), CellSpec("c2", url2))
+    two_settings = dataclasses.replace(settings, cells=cells)
+    api = TestClient(TestServer(create_app(two_settings, {"c1": redis, "c2": c2})))
+    await api.start_server()
+    yield TwoCells(two_settings, redis, c2, api)
+    await api.close()
+    await c2.aclose()
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Callable[[Settings, str], Awaitable[None]]]:
+    running: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings, cell: str) -> None:
+        [spec] = [s for s in settings.cell_specs if s.name == cell]
+        own = settings.for_cell(spec)
+        worker = build_worker(own, ArqRedis.from_url(own.redis_url), cell=cell)
+        running.append((worker, asyncio.create_task(worker.async_run())))
+
+    yield start
+    for worker, task in running:
+        worker.handle_sig(signal.SIGTERM)
+        await stop_worker(worker, task)
+
+
+def businesses_in(cell: str, n: int) -> list[str]:
+    """``n`` business ids rendezvous hashing places in ``cell`` (of c1, c2)."""
+    found = []
+    i = 0
+    while len(found) < n:
+        business = f"bus_{i}"
+        if rendezvous(business, ("c1", "c2")) == cell:
+            found.append(business)
+        i += 1
+    return found
+
+
+async def make_endpoint(api: Client, business: str, url: str, **extra: Any) -> dict[str, Any]:
+    resp = await api.post(
+        "/v1/endpoints",
+        json={"business_id": business, "url": url, "event_types": ["payment.*"], **extra},
+        headers=AUTH,
+    )
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
+async def send(api: Client, business: str, n: int = 0, key: str | None = None) -> dict[str, Any]:
+    headers = {**AUTH, **({"Idempotency-Key": key} if key else {})}
+    resp = await api.post(
+        "/v1/events",
+        json={"business_id": business, "type": "payment.succeeded", "data": {"n": n}},
+        headers=headers,
+    )
+    assert resp.status in (200, 202), await resp.text()
+    return dict(await resp.json())
+
+
+# ---- pure parts ---------------------------------------------------------------------------
+
+
+def test_rendezvous_moves_only_what_hashes_to_a_new_cell() -> None:
+    ids = [f"bus_{i}" for i in range(2000)]
+    before = {b: rendezvous(b, ("c1", "c2")) for b in ids}
+    after = {b: rendezvous(b, ("c1", "c2", "c3")) for b in ids}
+    moved = [b for b in ids if before[b] != after[b]]
+    assert moved and all(after[b] == "c3" for b in moved)
+    # about a third moves, to the new cell only; each old cell keeps about half of the rest
+    assert 500 < len(moved) < 830
+    assert 700 < sum(1 for b in ids if before[b] == "c1") < 1300
+    assert rendezvous("bus_x", ("only",)) == "only"
+
+
+def test_ids_carry_their_cell() -> None:
+    assert cell_of_id("evt_01JD0000000000000000000000") == "default"
+    assert cell_of_id("evt_01JD0000000000000000000000.c2") == "c2"
+    assert cell_of_id("dlv_01JD0000000000000000000000a1.eu-west") == "eu-west"
+    assert core_cells.id_suffix("default") == "" and core_cells.id_suffix("c2") == ".c2"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "no cell is listed"),
+        ("c1=redis://h:6379/0,c1=redis://h:6380/0", "'c1' is listed twice"),
+        ("C1=redis://h:6379/0", "cell name 'C1' must be"),
+        ("c1=http://h:6379", "cell 'c1': unknown scheme 'http'"),
+        ("c1=redis://h:6379/0,c2", "cell 'c1': its URL holds a comma"),
+        ("=redis://h:6379/0", "cell name '' must be"),
+        ("c1", "entry 1 is not name=url"),
+        ("c1=redis://:secret-pw@h:99999/0", "cell 'c1'"),
+    ],
+)
+def test_bad_cell_lists_are_refused_naming_the_problem(text: str, says: str) -> None:
+    if text:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({"HOOKGATE_CELLS": text})
+        assert says in str(caught.value)
+        assert "secret-pw" not in str(caught.value)
+    with pytest.raises(ValueError, match=says):
+        parse_cells(text)
+
+
+def test_a_sentinel_cell_keeps_its_commas() -> None:
+    parsed = parse_cells("c1=redis+sentinel://h1:26379,h2:26379/m1,c2=redis://h3:6379/0")
+    assert [c.name for c in parsed] == ["c1", "c2"]
+    assert parsed[0].target.sentinels == (("h1", 26379), ("h2", 26379))
+    assert Settings().cell_specs[0].name == "default"
+
+
+# ---- placement and routing ----------------------------------------------------------------
+
+
+async def test_each_business_lives_in_one_cell_and_ids_route_there(
+    two: TwoCells, receiver: Any, workers: Callable[[Settings, str], Awaitable[None]]
+) -> None:
+    r = await receiver()
+    placed: dict[str, str] = {}
+    for business in [*businesses_in("c1", 3), *businesses_in("c2", 3)]:
+        ep = await make_endpoint(two.api, business, r.url)
+        placed[business] = rendezvous(business, ("c1", "c2"))
+        assert cell_of_id(ep["id"]) == placed[business]
+    await workers(two.settings, "c1")
+    await workers(two.settings, "c2")
+    sent = {b: await send(two.api, b) for b in placed}
+    await r.wait_for(len(placed))
+    for business, event in sent.items():
+        cell = placed[business]
+        assert event["id"].endswith("." + cell)
+        assert all(d.endswith("." + cell) for d in event["deliveries"])
+        other = two.pool("c2" if cell == "c1" else "c1")
+        assert await two.pool(cell).exists(f"hg:evt:{event['id']}:body")
+        assert not await other.exists(f"hg:evt:{event['id']}:body")
+        got = await (await two.api.get(f"/v1/events/{event['id']}", headers=AUTH)).json()
+        assert got["business_id"] == business
+        where = await (await two.api.get(f"/v1/businesses/{business}/cell", headers=AUTH)).json()
+        assert where == {
+            "business_id": business,
+            "cell": cell,
+            "previous_cells": [],
+            "pinned": True,
+        }
+    delivery = sent[businesses_in("c2", 1)[0]]["deliveries"][0]
+    resp = await two.api.get(f"/v1/deliveries/{delivery}", headers=AUTH)
+    assert (await resp.json())["status"] == "succeeded"
+
+
+async def test_an_id_of_an_unknown_cell_is_not_found(two: TwoCells) -> None:
+    resp = await two.api.get("/v1/events/evt_01JD0000000000000000000000.c9", headers=AUTH)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
+    # no default cell here: an id without a cell names nothing either
+    resp = await two.api.get("/v1/deliveries/dlv_01JD0000000000000000000000a1", headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_registered_types_are_read_from_the_first_cell(two: TwoCells, receiver: Any) -> None:
+    r = await receiver()
+    business = businesses_in("c2", 1)[0]
+    await make_endpoint(two.api, business, r.url)
+    event = {"business_id": business, "type": "custom.thing", "data": {}}
+    resp = await two.api.post("/v1/events", json=event, headers=AUTH)
+    assert resp.status == 422
+    assert (await resp.json())["error"]["code"] == "unknown_event_type"
+    resp = await two.api.post(
+        "/v1/event-types", json={"name": "custom.thing", "description": "d"}, headers=AUTH
+    )
+    assert resp.status == 201
+    resp = await two.api.post("/v1/events", json=event, headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["id"].endswith(".c2")
+
+
+# ---- moving a business --------------------------------------------------------------------
+
+
+async def test_a_move_sends_new_events_to_the_new_cell_and_old_ones_finish(
+    two: TwoCells, receiver: Any, workers: Callable[[Settings, str], Awaitable[None]]
+) -> None:
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    ep = await make_endpoint(two.api, business, r.url)
+    before = [await send(two.api, business, n) for n in range(5)]
+    assert all(e["id"].endswith(".c1") for e in before)
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    moved = await resp.json()
+    assert moved == {
+        "business_id": business,
+        "cell": "c2",
+        "previous_cells": ["c1"],
+        "moved": True,
+        "from_cell": "c1",
+        "endpoints": 1,
+        "pending_in_previous_cell": 5,
+    }
+    after = [await send(two.api, business, n) for n in range(5, 8)]
+    assert all(e["id"].endswith(".c2") for e in after)
+    # the endpoint, found by its id (which names c1), is the one in c2 now; its secret moved
+    got = await (await two.api.get(f"/v1/endpoints/{ep['id']}", headers=AUTH)).json()
+    assert got["url"] == r.url
+    assert await two.c2.hget(f"hg:ep:{ep['id']}", "secrets") == await two.c1.hget(
+        f"hg:ep:{ep['id']}", "secrets"
+    )
+    await workers(two.settings, "c1")
+    await workers(two.settings, "c2")
+    await r.wait_for(8)
+    await asyncio.sleep(0.3)
+    ids = [req.headers["webhook-id"] for req in r.requests]
+    assert sorted(ids) == sorted(e["id"] for e in [*before, *after])  # each once
+    # listings find both cells' deliveries
+    page = await (
+        await two.api.get("/v1/deliveries", params={"business_id": business}, headers=AUTH)
+    ).json()
+    assert len(page["data"]) == 8
+    page = await (
+        await two.api.get("/v1/deliveries", params={"endpoint_id": ep["id"]}, headers=AUTH)
+    ).json()
+    assert len(page["data"]) == 8
+    # a change after the move reaches the copy the old cell's deliveries use
+    resp = await two.api.patch(
+        f"/v1/endpoints/{ep['id']}", json={"description": "after"}, headers=AUTH
+    )
+    assert resp.status == 200
+    assert await two.c1.hget(f"hg:ep:{ep['id']}", "description") == b"after"
+    assert await two.c1.hget(f"hg:ep:{ep['id']}", "moved_to") == b"c2"
+    # moving to where it is moves nothing
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    assert (await resp.json())["moved"] is False
+
+
+async def test_a_stale_gateway_is_turned_away_by_the_old_cell(
+    two: TwoCells, redis: ArqRedis, second_redis: int, receiver: Any
+) -> None:
+    """A second gateway that read the placement before the move sends the next event to the
+    old cell, which refuses it; the gateway reads the directory again and stores it in the new
+    cell."""
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    await make_endpoint(two.api, business, r.url)
+    other_c2 = ArqRedis.from_url(f"redis://127.0.0.1:{second_redis}/0")
+    other = TestClient(TestServer(create_app(two.settings, {"c1": redis, "c2": other_c2})))
+    await other.start_server()
+    try:
+        assert (await send(other, business, 0))["id"].endswith(".c1")
+        await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+        event = await send(other, business, 1)  # its cached placement still says c1
+        assert event["id"].endswith(".c2")
+        assert await two.c1.get(f"hg:bus:{business}:moved") == b"c2"
+    finally:
+        await other.close()
+        await other_c2.aclose()
+
+
+async def test_an_idempotency_key_used_before_a_move_answers_after_it(
+    two: TwoCells, receiver: Any
+) -> None:
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    await make_endpoint(two.api, business, r.url)
+    first = await send(two.api, business, 0, key="order-1")
+    await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    again = await send(two.api, business, 0, key="order-1")
+    assert again["id"] == first["id"] and again["duplicate"] is True
+    resp = await two.api.post(
+        "/v1/events",
+        json={"business_id": business, "type": "payment.succeeded", "data": {"n": 9}},
+        headers={**AUTH, "Idempotency-Key": "order-1"},
+    )
+    assert resp.status == 409
+    assert (await resp.json())["error"]["details"]["event_id"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/v1/businesses/bus_1/cell", {"cell": "c9"}, 422, "cell"),
+        ("/v1/businesses/bus_1/cell", {"cell": "C1"}, 422, "cell"),
+        ("/v1/businesses/bus_1/cell", {"cell": 3}, 422, "cell"),
+        ("/v1/businesses/bus_1/cell", {}, 422, "cell"),
+        ("/v1/businesses/bus_1/cell", {"cell": "c2", "x": 1}, 422, "x"),
+        ("/v1/businesses/bad%20id/cell", {"cell": "c2"}, 422, "business_id"),
+    ],
+)
+async def test_a_bad_move_is_refused_and_changes_nothing(
+    two: TwoCells, path: str, body: dict[str, Any], status: int, field: str
+) -> None:
+    resp = await two.api.put(path, json=body, headers=AUTH)
+    assert resp.status == status, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["details"]["field"] == field
+    assert not await two.c1.exists("hg:cells:directory")
+
+
+async def test_a_move_needs_the_admin_scope(two: TwoCells) -> None:
+    resp = await two.api.put("/v1/businesses/bus_1/cell", json={"cell": "c2"})
+    assert resp.status == 401
+    resp = await two.api.post(
+        "/v1/api-keys", json={"name": "ops", "scopes": ["read", "endpoints:write"]}, headers=AUTH
+    )
+    key = (await resp.json())["key"]
+    resp = await two.api.put(
+        "/v1/businesses/bus_1/cell",
+        json={"cell": "c2"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert resp.status == 403
+
+
+# ---- listings across cells ----------------------------------------------------------------
+
+
+async def test_pages_across_cells_neither_skip_nor_repeat_while_events_arrive(
+    two: TwoCells, receiver: Any
+) -> None:
+    r = await receiver()
+    ones, twos = businesses_in("c1", 2), businesses_in("c2", 2)
+    for business in [*ones, *twos]:
+        await make_endpoint(two.api, business, r.url)
+    made = []
+    for n in range(40):
+        made.append(await send(two.api, [*ones, *twos][n % 4], n))
+    expected = {d for e in made for d in e["deliveries"]}
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        page = await (await two.api.get("/v1/deliveries", params=params, headers=AUTH)).json()
+        seen += [d["id"] for d in page["data"]]
+        times = [(d["created_at"], d["id"]) for d in page["data"]]
+        assert times == sorted(times, reverse=True)  # newest first, across both cells
+        await send(two.api, ones[0], 100 + pages)  # arrives while paging: above every cursor
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen))  # nothing twice
+    assert expected <= set(seen)  # nothing skipped
+    assert {cell_of_id(d) for d in seen} == {"c1", "c2"}
+    # events too (the portal's Events page), a page cut inside neither
+    recovery = two.api.app[RECOVERY]
+    seen_events: list[str] = []
+    cursor = None
+    while True:
+        found, cursor = await recovery.list_events(EventFilter(), limit=6, cursor=cursor)
+        seen_events += [e["id"] for e in found]
+        assert all(e["deliveries"] == 1 for e in found)
+        await send(two.api, twos[0], 200 + len(seen_events))
+        if not cursor:
+            break
+    assert len(seen_events) == len(set(seen_events))
+    assert {e["id"] for e in made} <= set(seen_events)
+
+
+async def test_metrics_and_readiness_report_each_cell(two: TwoCells) -> None:
+    ready = await (await two.api.get("/readyz")).json()
+    assert ready["status"] == "ready"
+    assert [(c["name"], c["first"], c["ready"]) for c in ready["cells"]] == [
+        ("c1", True, True),
+        ("c2", False, True),
+    ]
+    text = await (await two.api.get("/metrics")).text()
+    assert 'hookgate_cell_up{cell="c1"} 1' in text
+    assert 'hookgate_cell_up{cell="c2"} 1' in text
+    assert 'hookgate_events_ingested_total{cell="c2"} 0' in text
+    listed = await (await two.api.get("/v1/cells", headers=AUTH)).json()
+    assert [c["name"] for c in listed["data"]] == ["c1", "c2"]
