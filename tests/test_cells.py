@@ -331,7 +331,7 @@ async def test_an_idempotency_key_used_before_a_move_answers_after_it(
 @pytest.mark.parametrize(
     ("path", "body", "status", "field"),
     [
-        ("/v1/businesses/bus_1/cell", {"cell": "c9"}, 422, "cell"),
+        ("/v1/businesses/bus_1/cell", {"cell": "c9"}, 404, "cell"),
         ("/v1/businesses/bus_1/cell", {"cell": "C1"}, 422, "cell"),
         ("/v1/businesses/bus_1/cell", {"cell": 3}, 422, "cell"),
         ("/v1/businesses/bus_1/cell", {}, 422, "cell"),
@@ -423,3 +423,56 @@ async def test_metrics_and_readiness_report_each_cell(two: TwoCells) -> None:
     assert 'hookgate_events_ingested_total{cell="c2"} 0' in text
     listed = await (await two.api.get("/v1/cells", headers=AUTH)).json()
     assert [c["name"] for c in listed["data"]] == ["c1", "c2"]
+
+
+async def test_a_bulk_replay_after_a_move_replays_in_both_cells(
+    two: TwoCells, receiver: Any, workers: Callable[[Settings, str], Awaitable[None]]
+) -> None:
+    failing = True
+
+    async def behaviour(request: Any, n: int) -> Any:
+        from aiohttp import web
+
+        return web.json_response({}, status=500 if failing else 200)
+
+    r = await receiver(behaviour)
+    business = businesses_in("c1", 1)[0]
+    ep = await make_endpoint(two.api, business, r.url)
+    before = [await send(two.api, business, n) for n in range(2)]
+    await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    after = [await send(two.api, business, n) for n in range(2, 4)]
+    await workers(two.settings, "c1")
+    await workers(two.settings, "c2")
+    ids = [d for e in [*before, *after] for d in e["deliveries"]]
+    async with asyncio.timeout(15):
+        while True:
+            states = [
+                (await (await two.api.get(f"/v1/deliveries/{d}", headers=AUTH)).json())["status"]
+                for d in ids
+            ]
+            if states == ["failed"] * 4:
+                break
+            await asyncio.sleep(0.1)
+    body = {"since": "1h", "dry_run": True}
+    resp = await two.api.post(f"/v1/endpoints/{ep['id']}/replay", json=body, headers=AUTH)
+    assert (await resp.json())["matched"] == 4
+    failing = False
+    resp = await two.api.post(
+        f"/v1/endpoints/{ep['id']}/replay", json={"since": "1h"}, headers=AUTH
+    )
+    assert resp.status == 202, await resp.text()
+    started = await resp.json()
+    assert started["replay_id"].endswith(".c2") and started["matched"] == 2
+    [other] = started["other_replays"]
+    assert other.endswith(".c1")
+    async with asyncio.timeout(15):
+        while True:
+            states = [
+                (await (await two.api.get(f"/v1/deliveries/{d}", headers=AUTH)).json())["status"]
+                for d in ids
+            ]
+            if states == ["succeeded"] * 4:
+                break
+            await asyncio.sleep(0.1)
+    replay = await (await two.api.get(f"/v1/replays/{other}", headers=AUTH)).json()
+    assert replay["matched"] == 2 and replay["endpoint_id"] == ep["id"]

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.cells import DEFAULT_CELL, cell_of_id, rendezvous
-from gateway.core.errors import CellUnavailable, NotFound, ValidationFailed
+from gateway.core.errors import CellUnavailable, NotFound
 from gateway.core.logs import describe_error
 from gateway.core.settings import Settings
 from gateway.store import keys
@@ -120,8 +120,10 @@ class Cells:
         try:
             return self.by_name[name]
         except KeyError:
-            raise ValidationFailed(
-                "cell", f"no cell {name!r}; the cells are " + ", ".join(self.names)
+            raise NotFound(
+                f"cell: no cell {name!r}; the cells are " + ", ".join(self.names),
+                code="unknown_cell",
+                details={"field": "cell"},
             ) from None
 
     # ---- ids ------------------------------------------------------------------------------

@@ -259,8 +259,23 @@ class RoutedRecovery:
         return await self._call(cell, lambda: cell.recovery.get_replay(replay_id))
 
     async def start_replay(self, endpoint_id: str, **options: Any) -> dict[str, Any]:
+        """A bulk replay in the endpoint's cell and, when its business moved, one in each cell
+        it lived in before that holds matching deliveries (``other_replays``): each cell's
+        workers re-send their own deliveries. A dry run counts them all."""
         cell = await self.cells.of_endpoint(endpoint_id)
-        return await self._call(cell, lambda: cell.recovery.start_replay(endpoint_id, **options))
+        result = await self._call(cell, lambda: cell.recovery.start_replay(endpoint_id, **options))
+        others: list[str] = []
+        for copy in await self.cells.endpoint_copies(endpoint_id, cell):
+            more = await self._call(
+                copy, lambda c=copy: c.recovery.start_replay(endpoint_id, **options)
+            )
+            if options.get("dry_run"):
+                result["matched"] += more["matched"]
+            elif more.get("replay_id") and more["matched"]:
+                others.append(str(more["replay_id"]))
+        if others:
+            result["other_replays"] = others
+        return result
 
     async def blocked_keys(self, endpoint_id: str, **options: Any) -> Any:
         cell = await self.cells.of_endpoint(endpoint_id)

@@ -341,7 +341,7 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     if body.dry_run:
         audit.skip(request)  # a dry run changes nothing
         return answer(result, schemas.ReplayPreview)
-    audit.note(request, result["replay_id"])
+    audit.note(request, result["replay_id"], *result.get("other_replays", ()))
     return answer(result, schemas.Replay, status=202)
 
 

@@ -779,6 +779,16 @@ class Replay(Answer):
         ]
         | UnsetType
     ) = UNSET
+    other_replays: (
+        Annotated[
+            list[ReplayId],
+            Meta(
+                description="replays of the same endpoint in the cells its business lived in "
+                "before a move (their deliveries are there); each has its own progress"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class ReplayPreview(Answer):
