@@ -266,9 +266,8 @@ class RoutedRecovery:
         result = await self._call(cell, lambda: cell.recovery.start_replay(endpoint_id, **options))
         others: list[str] = []
         for copy in await self.cells.endpoint_copies(endpoint_id, cell):
-            more = await self._call(
-                copy, lambda c=copy: c.recovery.start_replay(endpoint_id, **options)
-            )
+            async with in_cell(self.cells, copy):
+                more = await copy.recovery.start_replay(endpoint_id, **options)
             if options.get("dry_run"):
                 result["matched"] += more["matched"]
             elif more.get("replay_id") and more["matched"]:
