@@ -113,6 +113,19 @@ async def send(api: Client, business: str, n: int = 0, key: str | None = None) -
     return dict(await resp.json())
 
 
+async def settle(api: Client, delivery_ids: list[str], status: str) -> None:
+    """Waits (at most 15 s) until every delivery has ``status``."""
+    async with asyncio.timeout(15):
+        while True:
+            states = [
+                (await (await api.get(f"/v1/deliveries/{d}", headers=AUTH)).json())["status"]
+                for d in delivery_ids
+            ]
+            if states == [status] * len(delivery_ids):
+                return
+            await asyncio.sleep(0.1)
+
+
 # ---- pure parts ---------------------------------------------------------------------------
 
 
@@ -444,15 +457,7 @@ async def test_a_bulk_replay_after_a_move_replays_in_both_cells(
     await workers(two.settings, "c1")
     await workers(two.settings, "c2")
     ids = [d for e in [*before, *after] for d in e["deliveries"]]
-    async with asyncio.timeout(15):
-        while True:
-            states = [
-                (await (await two.api.get(f"/v1/deliveries/{d}", headers=AUTH)).json())["status"]
-                for d in ids
-            ]
-            if states == ["failed"] * 4:
-                break
-            await asyncio.sleep(0.1)
+    await settle(two.api, ids, "failed")
     body = {"since": "1h", "dry_run": True}
     resp = await two.api.post(f"/v1/endpoints/{ep['id']}/replay", json=body, headers=AUTH)
     assert (await resp.json())["matched"] == 4
@@ -465,14 +470,27 @@ async def test_a_bulk_replay_after_a_move_replays_in_both_cells(
     assert started["replay_id"].endswith(".c2") and started["matched"] == 2
     [other] = started["other_replays"]
     assert other.endswith(".c1")
-    async with asyncio.timeout(15):
-        while True:
-            states = [
-                (await (await two.api.get(f"/v1/deliveries/{d}", headers=AUTH)).json())["status"]
-                for d in ids
-            ]
-            if states == ["succeeded"] * 4:
-                break
-            await asyncio.sleep(0.1)
+    await settle(two.api, ids, "succeeded")
     replay = await (await two.api.get(f"/v1/replays/{other}", headers=AUTH)).json()
     assert replay["matched"] == 2 and replay["endpoint_id"] == ep["id"]
+
+
+async def test_every_endpoint_is_listed_once_after_a_move(two: TwoCells, receiver: Any) -> None:
+    r = await receiver()
+    moving, staying = businesses_in("c1", 2)
+    moved = await make_endpoint(two.api, moving, r.url)
+    kept = await make_endpoint(two.api, staying, r.url)
+    await two.api.put(f"/v1/businesses/{moving}/cell", json={"cell": "c2"}, headers=AUTH)
+    listed = await (await two.api.get("/v1/endpoints", headers=AUTH)).json()
+    assert sorted(e["id"] for e in listed["data"]) == sorted([moved["id"], kept["id"]])
+    mine = await (
+        await two.api.get("/v1/endpoints", params={"business_id": moving}, headers=AUTH)
+    ).json()
+    assert [e["id"] for e in mine["data"]] == [moved["id"]]
+    # deleted after the move: gone from both cells, its old cell's copy too
+    resp = await two.api.delete(f"/v1/endpoints/{moved['id']}", headers=AUTH)
+    assert resp.status == 204
+    assert not await two.c1.exists(f"hg:ep:{moved['id']}")
+    assert not await two.c2.exists(f"hg:ep:{moved['id']}")
+    resp = await two.api.get(f"/v1/endpoints/{moved['id']}", headers=AUTH)
+    assert resp.status == 404

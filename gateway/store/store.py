@@ -468,13 +468,19 @@ class Store:
         ]
 
     async def list_endpoints(self, business_id: str | None) -> list[dict[str, Any]]:
+        """A business's endpoints, or every endpoint of this cell but the copies its moved
+        businesses left behind (their own cell lists them)."""
         key = keys.business_endpoints(business_id) if business_id else keys.ENDPOINTS
         ids = sorted(as_str(i) for i in await awaited(self.redis.smembers(key)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for endpoint_id in ids:
                 pipe.hgetall(keys.endpoint(endpoint_id))
-            raws = await pipe.execute()
-        return [endpoint_view(decode_hash(r)) for r in raws if r]
+            raws = [decode_hash(r) for r in await pipe.execute()]
+        return [
+            endpoint_view(r)
+            for r in raws
+            if r and (business_id is not None or not r.get("moved_to"))
+        ]
 
     async def update_endpoint(self, endpoint_id: str, fields: EndpointFields) -> dict[str, Any]:
         self._check_in_flight(fields)
