@@ -494,3 +494,37 @@ async def test_every_endpoint_is_listed_once_after_a_move(two: TwoCells, receive
     assert not await two.c2.exists(f"hg:ep:{moved['id']}")
     resp = await two.api.get(f"/v1/endpoints/{moved['id']}", headers=AUTH)
     assert resp.status == 404
+
+
+async def test_the_portal_of_a_moved_business_shows_both_cells(
+    two: TwoCells, receiver: Any
+) -> None:
+    """A merchant's portal session (kept in the first cell) sees its deliveries in the cell
+    it left and in the one it lives in now, its endpoint, and each delivery's page."""
+    from test_portal import open_link, portal_link
+
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    ep = await make_endpoint(two.api, business, r.url)
+    before = await send(two.api, business, 0)
+    await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    after = await send(two.api, business, 1)
+    browser = TestClient(TestServer(two.api.app))
+    await browser.start_server()
+    try:
+        resp = await open_link(browser, await portal_link(two.api, business))
+        assert resp.status == 303
+        page = await (await browser.get("/portal/deliveries")).text()
+        for delivery in [*before["deliveries"], *after["deliveries"]]:
+            assert delivery in page
+            resp = await browser.get(f"/portal/deliveries/{delivery}")
+            assert resp.status == 200, delivery
+        resp = await browser.get(f"/portal/endpoints/{ep['id']}")
+        assert resp.status == 200 and r.url in await resp.text()
+        # another business's delivery, in either cell, is not found from this session
+        other = businesses_in("c2", 1)[0]
+        await make_endpoint(two.api, other, r.url)
+        theirs = (await send(two.api, other, 2))["deliveries"][0]
+        assert (await browser.get(f"/portal/deliveries/{theirs}")).status == 404
+    finally:
+        await browser.close()
