@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
-from support import AUTH
+from support import AUTH, run_cli
 
 from gateway.cli.redis_server import free_port, start_redis
 from gateway.core import cells as core_cells
@@ -528,3 +528,29 @@ async def test_the_portal_of_a_moved_business_shows_both_cells(
         assert (await browser.get(f"/portal/deliveries/{theirs}")).status == 404
     finally:
         await browser.close()
+
+
+@pytest.mark.parametrize(
+    ("cells", "args", "says"),
+    [
+        ("c1=redis://127.0.0.1:1/0,c2=redis://127.0.0.1:2/0", (), "name one with --cell"),
+        ("c1=redis://127.0.0.1:1/0", ("--cell", "c3"), "--cell 'c3' is not a configured cell"),
+        ("", ("--cell", "c2"), "the cells are default"),
+        ("c1=redis://127.0.0.1:1/0,c1=redis://127.0.0.1:2/0", (), "'c1' is listed twice"),
+        ("c1=redis://127.0.0.1:1/0,c2=ftp://x", ("--cell", "c1"), "cell 'c2': unknown scheme"),
+    ],
+)
+def test_a_worker_with_a_bad_cell_exits_2_naming_it(
+    env: dict[str, str], cells: str, args: tuple[str, ...], says: str
+) -> None:
+    done = run_cli("worker", *args, env={**env, "HOOKGATE_CELLS": cells})
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_each_cells_worker_has_its_own_heartbeat(env: dict[str, str], tmp_path: Any) -> None:
+    cells = {**env, "HOOKGATE_CELLS": "c1=redis://127.0.0.1:1/0,c2=redis://127.0.0.1:2/0"}
+    cells.pop("HOOKGATE_WORKER_HEARTBEAT", None)
+    cells["TMPDIR"] = str(tmp_path)
+    done = run_cli("worker", "--check", "--cell", "c2", env=cells)
+    assert done.returncode == 1 and "hookgate-worker-c2.heartbeat" in done.stderr

@@ -4,6 +4,7 @@ and ``listen`` are registered from their modules."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Coroutine
@@ -14,7 +15,7 @@ import click
 from gateway import __version__
 from gateway.cli import listen, trigger
 from gateway.cli.commands import register
-from gateway.core.cells import CellSpec
+from gateway.core.cells import DEFAULT_CELL, CellSpec
 from gateway.core.errors import ConfigError, HookgateError
 from gateway.core.settings import Settings
 
@@ -116,7 +117,10 @@ def worker(check: bool, cell: str | None) -> None:
     if check:
         from worker.heartbeat import check_heartbeat
 
-        problem = check_heartbeat(env_settings().worker_heartbeat)
+        settings = env_settings()
+        problem = check_heartbeat(
+            worker_settings(settings, pick_cell(settings, cell)).worker_heartbeat
+        )
         if problem:
             click.echo(f"hookgate: unhealthy: {problem}", err=True)
             sys.exit(1)
@@ -128,9 +132,20 @@ def worker(check: bool, cell: str | None) -> None:
     spec = pick_cell(settings, cell)
     configure(settings.log_format)
     try:
-        run(run_worker(settings.for_cell(spec), spec.name))
+        run(run_worker(worker_settings(settings, spec), spec.name))
     except ConfigError as exc:  # a Redis that could drop data, an arq it was not built for
         fail(str(exc))
+
+
+def worker_settings(settings: Settings, spec: CellSpec) -> Settings:
+    """A worker's settings: its cell's Redis group, and a heartbeat file of its cell's (two
+    cells' workers on one host would otherwise vouch for each other) unless
+    HOOKGATE_WORKER_HEARTBEAT names one."""
+    own = settings.for_cell(spec)
+    if spec.name != DEFAULT_CELL and not os.environ.get("HOOKGATE_WORKER_HEARTBEAT"):
+        base, ext = os.path.splitext(own.worker_heartbeat)
+        own = dataclasses.replace(own, worker_heartbeat=f"{base}-{spec.name}{ext}")
+    return own
 
 
 def pick_cell(settings: Settings, name: str | None) -> CellSpec:
