@@ -112,6 +112,8 @@ class Cluster:
         self.redis_port = free_port()
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.replica_proc: subprocess.Popen[bytes] | None = None
+        # more redis-servers, one per extra cell (the cells benchmark); reset() empties them too
+        self.cell_servers: list[tuple[subprocess.Popen[bytes], redis.Redis]] = []
         self.gateway: Proc | None = None
         self.gateway_url = ""
         self.worker_env: dict[str, str] = {}
@@ -135,6 +137,7 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
             proc.stop(timeout=5)
+        self.stop_cell_servers()
         for server in (self.replica_proc, self.redis_proc):
             if server is None:
                 continue
@@ -208,6 +211,31 @@ class Cluster:
             self.replica_proc.wait(10)
             self.replica_proc = None
 
+    def start_cell_server(self, name: str) -> str:
+        """Another redis-server configured as the first (AOF, fsync every second, rewrites left
+        to reset()), for a cell of its own; returns its URL. reset() empties it too, until
+        stop_cell_servers()."""
+        port = free_port()
+        server = start_redis(
+            self.workdir / name,
+            port,
+            fsync="everysec",
+            extra=("--auto-aof-rewrite-min-size", "8gb"),
+        )
+        self.cell_servers.append((server, redis.Redis(port=port)))
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop_cell_servers(self) -> None:
+        for server, client in self.cell_servers:
+            client.close()
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        self.cell_servers = []
+
     def start_worker(self) -> Proc:
         proc = self.spawn("worker", hookgate_command("worker"), self.env(**self.worker_env))
         deadline = time.monotonic() + 20
@@ -236,17 +264,23 @@ class Cluster:
     # ---- Redis -----------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Empties Redis and compacts its AOF, so each measurement starts from the same state."""
-        self.redis.flushall()
+        """Empties Redis (and each cell server's) and compacts its AOF, so each measurement
+        starts from the same state."""
+        for client in (self.redis, *(c for _, c in self.cell_servers)):
+            self._reset(client)
+
+    @staticmethod
+    def _reset(client: redis.Redis) -> None:
+        client.flushall()
         deadline = time.monotonic() + 60
-        while self.redis.info("persistence")["aof_rewrite_in_progress"]:
+        while client.info("persistence")["aof_rewrite_in_progress"]:
             if time.monotonic() > deadline:
                 raise BenchError("an AOF rewrite did not finish within 60 s")
             time.sleep(0.05)
-        self.redis.bgrewriteaof()
+        client.bgrewriteaof()
         time.sleep(0.05)
         while True:
-            info = self.redis.info("persistence")
+            info = client.info("persistence")
             if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
                 break
             if time.monotonic() > deadline:
@@ -261,8 +295,9 @@ class Cluster:
     def used_memory(self) -> int:
         return int(self.redis.info("memory")["used_memory"])
 
-    def counter(self, name: str) -> int:
-        value = self.redis.hget("hg:metrics", name)
+    def counter(self, name: str, client: redis.Redis | None = None) -> int:
+        """A counter of hookgate's in this Redis (or ``client``'s)."""
+        value = (client or self.redis).hget("hg:metrics", name)
         return int(float(value)) if value else 0
 
     def pending(self) -> int:
@@ -270,10 +305,11 @@ class Cluster:
 
     # ---- the API ---------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, base: str = "") -> Any:
+        """An API call to the suite's gateway (or the one at ``base``), with the admin token."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            self.gateway_url + path,
+            (base or self.gateway_url) + path,
             data=data,
             method=method,
             headers={**AUTH, "Content-Type": "application/json"},

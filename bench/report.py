@@ -240,6 +240,19 @@ def render_markdown(
         "It runs with the admin token and again with an API key of scope `events:write` (its "
         "record cached by the gateway for at most 0.5 s), interleaved.",
         f"- **Batch ingest**: {sizes.batches} POSTs of 100 events, 8 connections.",
+        "- **Cells**: a second redis-server (AOF, `appendfsync everysec`, like the first) and two "
+        "more `hookgate serve` processes, one over one cell (`HOOKGATE_REDIS_URL`), one over two "
+        "(`HOOKGATE_CELLS=c1=…,c2=…`, the first cell on the suite's Redis); 20 businesses with an "
+        "endpoint each (so each is pinned in the directory), 10 of them hashing to each cell; no "
+        f"worker runs. Batch ingest: {sizes.batches} POSTs of 100 events, the businesses taking "
+        f"turns (half of each batch per cell), 8 connections, {sizes.batch_runs} runs per "
+        "gateway, alternating; the suite checks each cell stored its share. Routing cost: "
+        f"`wrk -t1 -c64 -d{sizes.wrk_seconds:g}s` single 1 KB events of one business of the "
+        f"first cell, {sizes.cell_runs} runs per gateway, alternating: the same Redis does the "
+        "same work for both gateways, so the ratio is what routing costs (placement lookup, "
+        "grouping by cell). One gateway process and both redis-servers share the 2 cores here: "
+        "a second cell adds Redis capacity but no CPU, so little gain is expected on this "
+        "machine (see [scaling.md](scaling.md)).",
         f"- **Delivery throughput**: {sizes.deliveries:,} deliveries queued through the batch API "
         "with the worker stopped, then one worker started; the rate is counted from the first "
         "to the last arrival at the receiver, for hookgate and the baseline alike.",

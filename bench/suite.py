@@ -27,8 +27,17 @@ import aiohttp
 
 from bench import report
 from bench.load import WRK_INSTALL, paced, percentile, post_batches, wrk
-from bench.payloads import BUSINESS_ID, EVENT, EVENT_BYTES, EVENT_SIZE, batch_bytes
+from bench.payloads import (
+    BUSINESS_ID,
+    EVENT,
+    EVENT_BYTES,
+    EVENT_SIZE,
+    batch_bytes,
+    event,
+    spread_batch_bytes,
+)
 from bench.procs import AUTH, BenchError, Cluster, Proc, get_json, have, post_empty
+from gateway.core.cells import rendezvous
 
 ROOT = Path(__file__).resolve().parent.parent
 NOWHERE = "http://127.0.0.1:9/hook"  # ingest-only runs: no worker ever calls it
@@ -55,6 +64,7 @@ class Sizes:
     ordering_per_key: int
     hot_key_events: int
     ordering_pending: int
+    cell_runs: int  # the cells benchmark's single-event runs per gateway, alternating
 
 
 FULL = Sizes(
@@ -76,6 +86,7 @@ FULL = Sizes(
     ordering_per_key=10,
     hot_key_events=2_000,
     ordering_pending=10_000,
+    cell_runs=5,
 )
 QUICK = Sizes(
     wrk_seconds=1,
@@ -96,6 +107,7 @@ QUICK = Sizes(
     ordering_per_key=4,
     hot_key_events=100,
     ordering_pending=500,
+    cell_runs=1,
 )
 
 
@@ -364,6 +376,153 @@ def _replicated_figures(ctx: Context) -> list[Figure]:
             baseline_runs=rates["WAIT 0"],
             target="≥ 0.8 x WAIT 0",
             met=value >= 0.8 * baseline,
+        )
+    )
+    return figures
+
+
+# ---- 2c. cells: two Redis groups beside one ----------------------------------------------------
+
+CELLS = ("c1", "c2")
+CELL_BUSINESSES = 20  # each with an endpoint, so each is pinned in the directory
+
+
+def cell_businesses(cells: tuple[str, ...], each: int) -> dict[str, list[str]]:
+    """``each`` business ids per cell that rendezvous hashing places there (where the directory
+    pins them at their first endpoint): the same even spread in every run."""
+    found: dict[str, list[str]] = {cell: [] for cell in cells}
+    n = 0
+    while any(len(ids) < each for ids in found.values()):
+        business = f"bus_{n:05d}"
+        home = found[rendezvous(business, cells)]
+        if len(home) < each:
+            home.append(business)
+        n += 1
+    return found
+
+
+def bench_cells(ctx: Context) -> list[Figure]:
+    """Batch ingest into a gateway over two cells (two redis-servers, businesses spread over
+    both) against the same into a gateway over one; and what routing costs: single events
+    into the two-cell gateway, all of them for a business of its first cell, against the
+    one-cell gateway. Same processes, runs alternating, in the same run."""
+    cluster = ctx.cluster
+    started = len(cluster.procs)
+    second = cluster.start_cell_server("redis-c2")
+    try:
+        return _cells_figures(ctx, second)
+    finally:
+        for proc in cluster.procs[started:]:  # the gateways, before the Redis they use
+            proc.stop(timeout=10)
+        cluster.stop_cell_servers()
+
+
+def _cells_figures(ctx: Context, second: str) -> list[Figure]:
+    cluster, sizes = ctx.cluster, ctx.sizes
+    c2 = cluster.cell_servers[-1][1]
+    first = f"redis://127.0.0.1:{cluster.redis_port}/0"
+    placed = cell_businesses(CELLS, CELL_BUSINESSES // len(CELLS))
+    businesses = [b for turn in zip(*placed.values(), strict=True) for b in turn]
+    gateways = {
+        "one cell": cluster.start_extra_gateway("gateway-one-cell"),
+        "two cells": cluster.start_extra_gateway(
+            "gateway-two-cells", HOOKGATE_CELLS=f"c1={first},c2={second}"
+        ),
+    }
+
+    def prepare(base: str) -> None:
+        """Both Redis emptied, then an endpoint for every business (which pins it)."""
+        cluster.reset()
+        for business in businesses:
+            body = {"business_id": business, "url": NOWHERE, "max_in_flight": 100}
+            cluster.request("POST", "/v1/endpoints", body, base=base)
+
+    def stored() -> tuple[int, int]:
+        return cluster.counter("events_ingested"), cluster.counter("events_ingested", c2)
+
+    def alternating(i: int) -> list[str]:
+        return list(gateways) if i % 2 == 0 else list(reversed(gateways))
+
+    prepare(gateways["two cells"])
+    for cell, ids in placed.items():
+        for business in ids:
+            where = cluster.request(
+                "GET", f"/v1/businesses/{business}/cell", None, gateways["two cells"]
+            )
+            if where["cell"] != cell or not where["pinned"]:
+                raise BenchError(f"{business} placed {where}, wanted pinned in {cell}")
+
+    body = spread_batch_bytes(businesses, 100)
+    rates: dict[str, list[float]] = {name: [] for name in gateways}
+    for i in range(sizes.batch_runs):
+        for name in alternating(i):
+            base = gateways[name]
+            prepare(base)
+            run = post_batches(
+                base + "/v1/events/batch", body, AUTH, batches=sizes.batches, concurrency=8
+            )
+            accepted, seconds = asyncio.run(run)
+            in_c1, in_c2 = stored()
+            if in_c1 + in_c2 != accepted:
+                raise BenchError(f"{accepted} accepted, {in_c1} + {in_c2} stored")
+            if name == "two cells" and min(in_c1, in_c2) < 0.4 * accepted:
+                raise BenchError(f"not spread over both cells: {in_c1} and {in_c2} events")
+            rates[name].append(accepted / seconds)
+            log(
+                f"run {i + 1}: batch, {name}: {accepted / seconds:,.0f} events/s "
+                f"({in_c1:,} + {in_c2:,} events)"
+            )
+    value, baseline = median(rates["two cells"]), median(rates["one cell"])
+    figures = [
+        Figure(
+            bench="cells",
+            metric=(
+                f"100-event batches, 8 connections, {len(businesses)} businesses "
+                "over 2 cells (2 redis-servers)"
+            ),
+            unit="events/s",
+            value=value,
+            runs=rates["two cells"],
+            baseline_name="one cell",
+            baseline=baseline,
+            baseline_runs=rates["one cell"],
+            target="report (2 cores: gateway and both Redis share them)",
+            met=None,
+            note="the same batches into one gateway over one redis-server, runs alternating",
+        )
+    ]
+
+    if not have("wrk"):
+        print(WRK_INSTALL, flush=True)
+        return figures
+    # single events, all of one business of the first cell: what routing costs (placement
+    # lookup, grouping by cell), with the second cell's Redis idle
+    single = json.dumps(event(business_id=placed[CELLS[0]][0])).encode()
+    rps: dict[str, list[float]] = {name: [] for name in gateways}
+    for i in range(sizes.cell_runs):
+        for name in alternating(i):
+            base = gateways[name]
+            prepare(base)
+            result = wrk(base + "/v1/events", single, AUTH, seconds=sizes.wrk_seconds)
+            in_c1, in_c2 = stored()
+            if in_c1 < result.requests or in_c2:
+                raise BenchError(f"wrk saw {result.requests} answers; {in_c1} + {in_c2} stored")
+            rps[name].append(result.rps)
+            log(f"run {i + 1}: single, {name}: {result.rps:,.0f} req/s")
+    value, baseline = median(rps["two cells"]), median(rps["one cell"])
+    figures.append(
+        Figure(
+            bench="cells",
+            metric="single 1 KB events, 64 connections, 2 cells, all in the first",
+            unit="req/s",
+            value=value,
+            runs=rps["two cells"],
+            baseline_name="one cell",
+            baseline=baseline,
+            baseline_runs=rps["one cell"],
+            target="≥ 0.95 x one cell",
+            met=value >= 0.95 * baseline,
+            note="the cost of routing: the same Redis does the work in both",
         )
     )
     return figures
@@ -879,6 +1038,7 @@ def verifier_figures(lines: list[str]) -> list[Figure]:
 BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "ingest": bench_ingest,
     "batch": bench_batch,
+    "cells": bench_cells,
     "delivery": bench_delivery,
     "ordering": bench_ordering,
     "latency": bench_latency,
