@@ -554,3 +554,120 @@ def test_each_cells_worker_has_its_own_heartbeat(env: dict[str, str], tmp_path: 
     cells["TMPDIR"] = str(tmp_path)
     done = run_cli("worker", "--check", "--cell", "c2", env=cells)
     assert done.returncode == 1 and "hookgate-worker-c2.heartbeat" in done.stderr
+
+
+async def test_a_deployment_growing_from_one_redis_keeps_its_businesses_in_it(
+    settings: Settings,
+    redis: ArqRedis,
+    redis_url: str,
+    second_redis: int,
+    api: Client,
+    receiver: Any,
+) -> None:
+    """One Redis first (the cell ``default``), then a second cell listed beside it: the
+    businesses that had endpoints stay in ``default`` (pinned when their first endpoint was
+    made, or, made before pinning, found there), though they hash to the new cell."""
+    r = await receiver()
+    to_c2 = [
+        b for b in (f"grow_{i}" for i in range(40)) if rendezvous(b, ("default", "c2")) == "c2"
+    ]
+    pinned, unpinned, newcomer = to_c2[:3]
+    await make_endpoint(api, pinned, r.url)
+    await make_endpoint(api, unpinned, r.url)
+    assert await redis.hget("hg:cells:directory", pinned) == b"default"
+    await redis.hdel("hg:cells:directory", unpinned)  # as made before businesses were pinned
+    c2 = ArqRedis.from_url(f"redis://127.0.0.1:{second_redis}/0")
+    await c2.flushall()
+    grown = dataclasses.replace(
+        settings,
+        cells=(
+            CellSpec("default", redis_url),
+            CellSpec("c2", f"redis://127.0.0.1:{second_redis}/0"),
+        ),
+    )
+    both = TestClient(TestServer(create_app(grown, {"default": redis, "c2": c2})))
+    await both.start_server()
+    try:
+        for business in (pinned, unpinned):
+            event = await send(both, business)
+            assert "." not in event["id"] and len(event["deliveries"]) == 1  # in default
+        assert await redis.hget("hg:cells:directory", unpinned) == b"default"
+        ep = await make_endpoint(both, newcomer, r.url)  # a new business goes where it hashes
+        assert ep["id"].endswith(".c2")
+        assert (await send(both, newcomer))["id"].endswith(".c2")
+    finally:
+        await both.close()
+        await c2.aclose()
+
+
+async def test_sequences_go_on_across_a_move_and_pending_ordered_deliveries_hold_it(
+    two: TwoCells, receiver: Any, workers: Callable[[Settings, str], Awaitable[None]]
+) -> None:
+    from hookgate_verifier import read_ordering
+
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    await make_endpoint(two.api, business, r.url, ordered=True)
+
+    async def keyed(n: int) -> dict[str, Any]:
+        resp = await two.api.post(
+            "/v1/events",
+            json={
+                "business_id": business,
+                "type": "payment.succeeded",
+                "data": {"n": n},
+                "ordering_key": "sub_1",
+            },
+            headers=AUTH,
+        )
+        assert resp.status == 202, await resp.text()
+        return dict(await resp.json())
+
+    for n in range(3):
+        await keyed(n)
+    move = {"cell": "c2"}
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json=move, headers=AUTH)
+    assert resp.status == 409
+    error = (await resp.json())["error"]
+    assert error["code"] == "ordered_deliveries_pending"
+    assert error["details"] == {"pending": 3, "cell": "c1"}
+    assert (await send_placement(two, business)) == "c1"  # nothing moved
+    await workers(two.settings, "c1")
+    await r.wait_for(3)
+    await asyncio.sleep(0.2)
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json=move, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    await workers(two.settings, "c2")
+    for n in range(3, 5):
+        assert (await keyed(n))["id"].endswith(".c2")
+    await r.wait_for(5)
+    sequences = [read_ordering(req.headers).sequence for req in r.requests]
+    assert sequences == [1, 2, 3, 4, 5]
+
+
+async def send_placement(two: TwoCells, business: str) -> str:
+    resp = await two.api.get(f"/v1/businesses/{business}/cell", headers=AUTH)
+    return str((await resp.json())["cell"])
+
+
+async def test_a_forced_move_goes_on_with_ordered_deliveries_pending(
+    two: TwoCells, receiver: Any
+) -> None:
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    await make_endpoint(two.api, business, r.url, ordered=True)
+    resp = await two.api.post(
+        "/v1/events",
+        json={
+            "business_id": business,
+            "type": "payment.succeeded",
+            "data": {},
+            "ordering_key": "k",
+        },
+        headers=AUTH,
+    )
+    assert resp.status == 202
+    body = {"cell": "c2", "force": True}
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json=body, headers=AUTH)
+    assert resp.status == 200
+    assert (await resp.json())["pending_in_previous_cell"] == 1

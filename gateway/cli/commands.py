@@ -874,15 +874,22 @@ def cells_where(api: ApiClient, business_id: str, as_json: bool) -> None:
 @cells.command("move")
 @click.argument("business_id")
 @click.argument("cell")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Move even while its ordered endpoints have deliveries pending (they may then arrive "
+    "after their keys' next events).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The API's JSON, for scripts.")
 @api_options
-def cells_move(api: ApiClient, business_id: str, cell: str, as_json: bool) -> None:
+def cells_move(api: ApiClient, business_id: str, cell: str, force: bool, as_json: bool) -> None:
     """Move BUSINESS_ID to CELL: its endpoints are copied there and its new events go there at
     once; its deliveries in the old cell finish there (run the old cell's workers until its
-    pending count is 0)."""
+    pending count is 0). Refused while its ordered endpoints have deliveries pending."""
     if not re.match(formats.CELL_NAME, cell):
         _usage(f"CELL must be {formats.WORDS[formats.CELL_NAME]}")
-    moved = api.request("PUT", _business_path(business_id), {"cell": cell})
+    body: dict[str, Any] = {"cell": cell, **({"force": True} if force else {})}
+    moved = api.request("PUT", _business_path(business_id), body)
     if as_json:
         _print_json(moved)
         return

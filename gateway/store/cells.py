@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.cells import DEFAULT_CELL, cell_of_id, rendezvous
-from gateway.core.errors import CellUnavailable, NotFound
+from gateway.core.errors import CellUnavailable, Conflict, NotFound
 from gateway.core.logs import describe_error
 from gateway.core.settings import Settings
 from gateway.store import keys
@@ -201,14 +201,40 @@ class Cells:
                         raise unavailable(self.home.name, exc) from exc
                     out[business] = cached[1]
                 return out
-            for business, value in zip(missing, values, strict=True):
-                placed = self._decode(business, as_str(value))
+            found = {b: self._decode(b, as_str(v)) for b, v in zip(missing, values, strict=True)}
+            await self._adopt_from_default(found)
+            for business, placed in found.items():
                 self._placed[business] = (now, placed)
                 out[business] = placed
             if len(self._placed) > 100_000:  # forget the oldest half
                 for business in sorted(self._placed, key=lambda b: self._placed[b][0])[:50_000]:
                     del self._placed[business]
         return out
+
+    async def _adopt_from_default(self, found: dict[str, Placement]) -> None:
+        """A business with endpoints in the ``default`` cell but no pin is one from before
+        cells (or from a gateway that did not pin yet): it stays in ``default``, where its
+        endpoints are, and is pinned there now, rather than hashed away from them."""
+        default = self.by_name.get(DEFAULT_CELL)
+        unpinned = [b for b, placed in found.items() if not placed.pinned]
+        if default is None or not unpinned:
+            return
+        try:
+            async with default.redis.pipeline(transaction=False) as pipe:
+                for business in unpinned:
+                    pipe.sismember(keys.BUSINESSES, business)
+                members = await pipe.execute()
+            adopted = [b for b, member in zip(unpinned, members, strict=True) if member]
+            if adopted:
+                async with self.home.redis.pipeline(transaction=False) as pipe:
+                    for business in adopted:
+                        pipe.hsetnx(keys.CELL_DIRECTORY, business, DEFAULT_CELL)
+                    await pipe.execute()
+                values = await awaited(self.home.redis.hmget(keys.CELL_DIRECTORY, adopted))
+                for business, value in zip(adopted, values, strict=True):
+                    found[business] = self._decode(business, as_str(value))
+        except (RedisError, OSError) as exc:
+            raise unavailable(default.name, exc) from exc
 
     def _decode(self, business_id: str, value: str) -> Placement:
         if value:
@@ -224,8 +250,13 @@ class Cells:
         """The business's cell, pinned in the directory if it was not (before its first
         endpoint is made there)."""
         placed = await self.placement(business_id)
-        if self.single or placed.pinned:
+        if placed.pinned:
             return self.by_name[placed.cell]
+        if self.single:
+            # Pinned with one cell too, so that the day a second cell is listed this business
+            # stays with its endpoints (the endpoint's own write, next, waits for replicas).
+            await awaited(self.home.redis.hsetnx(keys.CELL_DIRECTORY, business_id, placed.cell))
+            return self.home
         try:
             await awaited(self.home.redis.hsetnx(keys.CELL_DIRECTORY, business_id, placed.cell))
             await self.home.store.scripts.wait_for_replicas()
@@ -238,17 +269,33 @@ class Cells:
 
     # ---- moving a business ----------------------------------------------------------------
 
-    async def move(self, business_id: str, to: str) -> dict[str, Any]:
-        """Moves a business to cell ``to``: its endpoints (sealed secrets and all) are copied
-        there, the directory sends its new events there, and the old cell refuses them from
-        then on. Deliveries already in the old cell finish there, with the endpoints as they
-        were copied (later changes are copied to them too)."""
+    async def move(self, business_id: str, to: str, *, force: bool = False) -> dict[str, Any]:
+        """Moves a business to cell ``to``. In order: its endpoints (sealed secrets and all)
+        are copied there; the old cell refuses the business's events from then on; each
+        ordering key's last sequence number is carried over, so sequences go on where they
+        were; the directory sends its events to the new cell. Between the second step and the
+        last, its ingest waits (``routed.RoutedIngester``). Deliveries already in the old
+        cell finish there, with the endpoints as they are (later changes are copied to them).
+
+        Refused (``Conflict``, ``ordered_deliveries_pending``) while an ordered endpoint of
+        the business has deliveries pending in the old cell, unless ``force``: they would go
+        on in the old cell while the key's next events go in the new one, out of order."""
         target = self.named(to)
         placed = (await self.placements([business_id], fresh=True))[business_id]
         source = self.by_name[placed.cell]
         if source is target:
             return self._moved_view(business_id, placed, placed.cell, 0, 0, moved=False)
         raws = await self._endpoints_of(source, business_id)
+        ordered = [r["id"] for r in raws if r.get("ordered") == "1" or r.get("kind") == "listen"]
+        waiting = await self._pending(source, ordered)
+        if waiting and not force:
+            raise Conflict(
+                f"{waiting} deliveries of the business's ordered endpoints are pending in cell "
+                f"{source.name!r}: moved now, a key's next events could overtake them. Wait "
+                "until they end (or skip their keys), or move with force",
+                code="ordered_deliveries_pending",
+                details={"pending": waiting, "cell": source.name},
+            )
         sessions = decode_hash(
             await awaited(source.redis.hgetall(keys.business_listen_sessions(business_id)))
         )
@@ -272,7 +319,17 @@ class Cells:
             pipe.delete(keys.business_moved(business_id))
             await pipe.execute()
         await target.store.scripts.wait_for_replicas()
-        # 2. the directory: new events go to the new cell from now on
+        # 2. the old cell refuses the business's events: a gateway that places it there reads
+        #    the directory again (and waits for it to change); its endpoints there point on
+        async with source.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.business_moved(business_id), target.name)
+            for raw in raws:
+                pipe.hset(keys.endpoint(raw["id"]), "moved_to", target.name)
+            await pipe.execute()
+        await source.store.scripts.wait_for_replicas()
+        # 3. nothing more is numbered in the old cell: each key's sequence goes on in the new
+        await self._carry_sequences(source, target, ordered)
+        # 4. the directory: its events go to the new cell from now on
         moved = Placement(target.name, tuple(c for c in placed.cells if c != target.name), True)
         async with self.home.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.CELL_DIRECTORY, business_id, moved.encode())
@@ -280,32 +337,65 @@ class Cells:
             await pipe.execute()
         await self.home.store.scripts.wait_for_replicas()
         self._placed[business_id] = (time.monotonic(), moved)
-        # 3. the old cell refuses the business's events (a gateway that still places it there
-        #    reads the directory again), and its copies, and the origin cell's, point to the
-        #    new one
-        async with source.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.business_moved(business_id), target.name)
-            for raw in raws:
-                pipe.hset(keys.endpoint(raw["id"]), "moved_to", target.name)
-            await pipe.execute()
-        await source.store.scripts.wait_for_replicas()
         for raw in raws:
             origin = self.by_name.get(cell_of_id(raw["id"]))
             if origin is not None and origin not in (source, target):
                 await awaited(origin.redis.hset(keys.endpoint(raw["id"]), "moved_to", target.name))
-        pending = 0
-        async with source.redis.pipeline(transaction=False) as pipe:
-            for raw in raws:
-                pipe.scard(keys.endpoint_pending(raw["id"]))
-            pending = sum(int(n) for n in await pipe.execute())
+        pending = await self._pending(source, [raw["id"] for raw in raws])
         log.info(
             "hookgate.cells.moved",
             source=source.name,
             target=target.name,
             endpoints=len(raws),
             pending_in_source=pending,
+            forced=bool(waiting),
         )
         return self._moved_view(business_id, moved, source.name, len(raws), pending, moved=True)
+
+    @staticmethod
+    async def _pending(cell: Cell, endpoint_ids: list[str]) -> int:
+        """Deliveries of these endpoints not yet in a final state in ``cell``."""
+        if not endpoint_ids:
+            return 0
+        async with cell.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.scard(keys.endpoint_pending(endpoint_id))
+            return sum(int(n) for n in await pipe.execute())
+
+    @staticmethod
+    async def _carry_sequences(source: Cell, target: Cell, endpoint_ids: list[str]) -> None:
+        """Each ordering key's last sequence number, from ``source`` to ``target`` (the higher
+        one where the target has the key from an earlier stay), with its expiry. Reads the
+        old cell's keys with SCAN: seconds for a cell of millions of keys."""
+        for endpoint_id in endpoint_ids:
+            pattern = keys.ordering_state(endpoint_id, "*")
+            found = [
+                as_str(k)
+                async for k in source.redis.scan_iter(match=pattern, count=1000)
+                if as_str(k).startswith(keys.ordering_state(endpoint_id, ""))
+            ]
+            for chunk in range(0, len(found), 500):
+                names = found[chunk : chunk + 500]
+                async with source.redis.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.hget(name, "seq")
+                        pipe.pttl(name)
+                    read = await pipe.execute()
+                async with target.redis.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.hget(name, "seq")
+                    theirs = await pipe.execute()
+                async with target.redis.pipeline(transaction=False) as pipe:
+                    for i, name in enumerate(names):
+                        seq, ttl = read[2 * i], int(read[2 * i + 1])
+                        if seq is None:
+                            continue
+                        value = max(int(seq), int(theirs[i] or 0))
+                        pipe.hset(name, "seq", str(value))
+                        if ttl > 0:
+                            pipe.pexpire(name, ttl)
+                    await pipe.execute()
+        await target.store.scripts.wait_for_replicas()
 
     @staticmethod
     def _moved_view(

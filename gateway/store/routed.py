@@ -37,6 +37,10 @@ Page = tuple[list[tuple[str, dict[str, Any]]], str | None]
 # An event's cursor: its entries' common prefix, ``{ms:013d}:dlv_{26-character stem}``, then
 # "0" (a delivery's number starts at 1): below every entry of the event, above every other.
 _EVENT_PREFIX = 13 + 1 + 4 + 26
+# Seconds ingest waits, before each try, for a business's move to reach the directory: its old
+# cell refuses its events from the move's second step, the directory names the new cell at the
+# last (``Cells.move``), normally milliseconds later; past these, 503 business_moving.
+MOVING_PAUSES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # the first try waits for nothing
 
 
 @contextlib.asynccontextmanager
@@ -317,27 +321,34 @@ class RoutedIngester:
             return await self.cells.home.ingester.submit(items)
         results: list[Ingested | DomainError | None] = [None] * len(items)
         todo = list(range(len(items)))
-        for round_ in range(3):
+        for round_, pause in enumerate(MOVING_PAUSES):
+            if round_:
+                await asyncio.sleep(pause)
+                for i in todo:  # moving: its old cell refused it; read where it lives again
+                    self.cells.forget(items[i].event.business_id)
+                    results[i] = None
             placed = await self.cells.placements(
                 (items[i].event.business_id for i in todo), fresh=round_ > 0
             )
-            await self._earlier_keys(items, todo, placed, results)
-            todo = [i for i in todo if results[i] is None]
+            if any(placed[b].previous for b in placed):
+                await self._earlier_keys(items, todo, placed, results)
+                todo = [i for i in todo if results[i] is None]
             groups: dict[str, list[int]] = {}
             for i in todo:
                 groups.setdefault(placed[items[i].event.business_id].cell, []).append(i)
-            await asyncio.gather(
-                *(
-                    self._to_cell(self.cells.by_name[c], ix, items, results)
-                    for c, ix in groups.items()
+            if len(groups) == 1:  # the usual case: no task to make
+                [(name, indices)] = groups.items()
+                await self._to_cell(self.cells.by_name[name], indices, items, results)
+            else:
+                await asyncio.gather(
+                    *(
+                        self._to_cell(self.cells.by_name[c], ix, items, results)
+                        for c, ix in groups.items()
+                    )
                 )
-            )
             todo = [i for i in todo if isinstance(results[i], BusinessMoved)]
             if not todo:
                 break
-            for i in todo:
-                self.cells.forget(items[i].event.business_id)
-                results[i] = None
         return [r if r is not None else StoreUnavailable("not stored: retry") for r in results]
 
     async def _to_cell(

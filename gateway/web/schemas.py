@@ -930,6 +930,13 @@ class CellMoveIn(RequestBody):
     """Move a business to another cell."""
 
     cell: Annotated[str, Meta(pattern=formats.CELL_NAME)]
+    force: Annotated[
+        bool,
+        Meta(
+            description="move even while the business's ordered endpoints have deliveries "
+            "pending in the old cell (they may then arrive after the key's next events)"
+        ),
+    ] = False
 
 
 class CellMove(Answer):
