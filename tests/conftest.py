@@ -187,14 +187,16 @@ def env(redis_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Starts hookgate processes (output to files, so a full pipe never blocks them); any
-    still running at teardown is killed."""
+    """Starts hookgate processes, ``spawn(command, env, *args)`` (e.g. ``spawn("worker", env,
+    "--cell", "c2")``), each's output to ``{tmp_path}/{command}-{n}.log`` (n counts the
+    processes started, from 0), so a full pipe never blocks them; any still running at
+    teardown is killed."""
     started: list[tuple[subprocess.Popen[bytes], Any]] = []
 
-    def start(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(command: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{command}-{len(started)}.log").open("wb")
         process = subprocess.Popen(
-            [hookgate_exe(), command], env=env, stdout=log, stderr=subprocess.STDOUT
+            [hookgate_exe(), command, *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         started.append((process, log))
         return process
