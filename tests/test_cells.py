@@ -671,3 +671,52 @@ async def test_a_forced_move_goes_on_with_ordered_deliveries_pending(
     resp = await two.api.put(f"/v1/businesses/{business}/cell", json=body, headers=AUTH)
     assert resp.status == 200
     assert (await resp.json())["pending_in_previous_cell"] == 1
+
+
+async def test_a_cell_that_stops_reading_early_holds_the_page_back(
+    two: TwoCells, receiver: Any
+) -> None:
+    """A filtered listing: c1 reads its scan limit of newer non-matching deliveries and
+    stops with nothing; c2's older matching ones must wait for the next pages (else c1's own
+    older match, past where it stopped, would be skipped, or c2's listed twice)."""
+    from gateway.store.recovery import SCAN_LIMIT
+
+    r = await receiver()
+    one, other = businesses_in("c1", 1)[0], businesses_in("c2", 1)[0]
+    for business in (one, other):
+        resp = await two.api.post(
+            "/v1/endpoints",
+            json={"business_id": business, "url": r.url},
+            headers=AUTH,
+        )
+        assert resp.status == 201
+
+    async def typed(business: str, kind: str, count: int) -> list[str]:
+        made: list[str] = []
+        while len(made) < count:
+            n = min(1000, count - len(made))
+            item = {"business_id": business, "type": kind, "data": {}}
+            resp = await two.api.post("/v1/events/batch", json={"events": [item] * n}, headers=AUTH)
+            assert resp.status == 202
+            made += [d for res in (await resp.json())["results"] for d in res["deliveries"]]
+        return made
+
+    wanted = await typed(one, "refund.succeeded", 1)
+    await asyncio.sleep(0.01)
+    wanted += await typed(other, "refund.succeeded", 2)
+    await asyncio.sleep(0.01)
+    await typed(one, "payment.succeeded", SCAN_LIMIT + 100)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params = {
+            "event_type": "refund.succeeded",
+            "limit": "5",
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = await (await two.api.get("/v1/deliveries", params=params, headers=AUTH)).json()
+        seen += [d["id"] for d in page["data"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(wanted)  # each once, none skipped
