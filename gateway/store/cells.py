@@ -172,6 +172,14 @@ class Cells:
     async def of_business(self, business_id: str) -> Cell:
         return self.by_name[(await self.placement(business_id)).cell]
 
+    def cached(self, business_id: str) -> Placement | None:
+        """The business's placement from this gateway's cache while fresh, else None (no
+        I/O: ingest's fast path)."""
+        found = self._placed.get(business_id)
+        if found is None or time.monotonic() - found[0] >= PLACEMENT_FRESH_FOR:
+            return None
+        return found[1]
+
     async def placements(
         self, business_ids: Iterable[str], *, fresh: bool = False
     ) -> dict[str, Placement]:

@@ -319,6 +319,20 @@ class RoutedIngester:
     async def submit(self, items: Sequence[PreparedEvent]) -> list[Ingested | DomainError]:
         if self.cells.single:
             return await self.cells.home.ingester.submit(items)
+        if len(items) == 1:
+            # The usual request, one event of a business placed a moment ago: straight to its
+            # cell (a tenth of a single event's gateway time went to routing without this).
+            known = self.cells.cached(items[0].event.business_id)
+            if known is not None and not known.previous:
+                cell = self.cells.by_name[known.cell]
+                try:
+                    [result] = await cell.ingester.submit(items)
+                except (RedisError, OSError) as exc:
+                    return [unavailable(cell.name, exc)]
+                except StoreUnavailable as exc:
+                    return [CellUnavailable(cell.name, exc.message)]
+                if not isinstance(result, BusinessMoved):
+                    return [result]
         results: list[Ingested | DomainError | None] = [None] * len(items)
         todo = list(range(len(items)))
         for round_, pause in enumerate(MOVING_PAUSES):
