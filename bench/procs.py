@@ -103,6 +103,16 @@ def hookgate_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from gateway.cli.main import main; main()", *args]
 
 
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stops a redis-server: SIGTERM (it writes its AOF), then SIGKILL after 10 s."""
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 class Cluster:
     """Redis + one gateway for the whole suite; workers, receivers and baselines on demand."""
 
@@ -139,14 +149,8 @@ class Cluster:
             proc.stop(timeout=5)
         self.stop_cell_servers()
         for server in (self.replica_proc, self.redis_proc):
-            if server is None:
-                continue
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            if server is not None:
+                stop_server(server)
         self.redis.close()
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -228,12 +232,7 @@ class Cluster:
     def stop_cell_servers(self) -> None:
         for server, client in self.cell_servers:
             client.close()
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server)
         self.cell_servers = []
 
     def start_worker(self) -> Proc:
