@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
-from support import TOKEN, hookgate_exe
+from support import TOKEN, hookgate_exe, own_redis
 
-from gateway.cli.redis_server import free_port, start_redis
+from gateway.cli.redis_server import free_port
 from gateway.core.logs import configure
 from gateway.core.secretbox import SecretBox
 from gateway.core.settings import Settings
@@ -37,11 +37,8 @@ def quiet_logs() -> None:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A redis-server of the tests' own (never the machine's shared one)."""
-    port = free_port()
-    process = start_redis(tmp_path_factory.mktemp("redis"), port)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    with own_redis(tmp_path_factory.mktemp("redis")) as port:
+        yield port
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,21 @@ import aiohttp
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextlib.contextmanager
+def own_redis(directory: Path) -> Iterator[int]:
+    """A redis-server of the tests' own on a free port (never the machine's shared one), with
+    its data in ``directory``; yields the port, stops it after."""
+    from gateway.cli.redis_server import free_port, start_redis
+
+    port = free_port()
+    process = start_redis(directory, port)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def hookgate_exe() -> str:

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
-from support import AUTH, run_cli
+from support import AUTH, own_redis, run_cli
 
-from gateway.cli.redis_server import free_port, start_redis
 from gateway.core import cells as core_cells
 from gateway.core.cells import CellSpec, cell_of_id, parse_cells, rendezvous
 from gateway.core.errors import ConfigError
@@ -30,11 +29,8 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture(scope="module")
 def second_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    process = start_redis(tmp_path_factory.mktemp("redis-c2"), port)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    with own_redis(tmp_path_factory.mktemp("redis-c2")) as port:
+        yield port
 
 
 @dataclasses.dataclass
