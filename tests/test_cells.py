@@ -293,6 +293,14 @@ async def test_a_move_sends_new_events_to_the_new_cell_and_old_ones_finish(
     # moving to where it is moves nothing
     resp = await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
     assert (await resp.json())["moved"] is False
+    # both are in the audit log (kept in the first cell), with where from and to
+    log = await (
+        await two.api.get("/v1/audit-log", params={"action": "business.*"}, headers=AUTH)
+    ).json()
+    assert [(e["action"], e["business_id"], e["detail"], e["outcome"]) for e in log["data"]] == [
+        ("business.move_cell", business, "already there", "success"),
+        ("business.move_cell", business, "c1->c2", "success"),
+    ]
 
 
 async def test_a_stale_gateway_is_turned_away_by_the_old_cell(

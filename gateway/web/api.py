@@ -466,7 +466,8 @@ async def put_business_cell(request: web.Request) -> web.Response:
     business = validation.business_id(request.match_info["id"], "business_id")
     body = await read_struct(request, JSON_BODY_LIMIT, CELL_MOVE)
     moved = await request.app[CELLS].move(business, body.cell, force=body.force)
-    audit.note(request, business_id=business, detail=f"{moved['from_cell']}->{moved['cell']}")
+    detail = f"{moved['from_cell']}->{moved['cell']}" if moved["moved"] else "already there"
+    audit.note(request, business_id=business, detail=detail)
     return answer(moved, schemas.CellMove)
 
 
