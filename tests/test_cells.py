@@ -724,3 +724,27 @@ async def test_a_cell_that_stops_reading_early_holds_the_page_back(
         if not cursor:
             break
     assert sorted(seen) == sorted(wanted)  # each once, none skipped
+
+
+async def test_a_bad_business_id_to_find_is_refused(two: TwoCells) -> None:
+    resp = await two.api.get("/v1/businesses/bad%20id/cell", headers=AUTH)
+    assert resp.status == 422
+    assert (await resp.json())["error"]["details"]["field"] == "business_id"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("cells", "where", "bad id"), "BUSINESS_ID must be"),
+        (("cells", "move", "bad id", "c2"), "BUSINESS_ID must be"),
+        (("cells", "move", "bus_1", "C2"), "CELL must be"),
+        (("cells", "move", "bus_1"), "Missing argument 'CELL'"),
+    ],
+)
+def test_the_cells_commands_refuse_bad_arguments_before_asking(
+    env: dict[str, str], args: tuple[str, ...], says: str
+) -> None:
+    # a gateway nowhere: the argument is refused before any request
+    done = run_cli(*args, env={**env, "HOOKGATE_URL": "http://127.0.0.1:9"})
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
