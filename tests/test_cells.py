@@ -205,6 +205,7 @@ async def test_each_business_lives_in_one_cell_and_ids_route_there(
             "cell": cell,
             "previous_cells": [],
             "pinned": True,
+            "pending_in_previous_cells": {},
         }
     delivery = sent[businesses_in("c2", 1)[0]]["deliveries"][0]
     resp = await two.api.get(f"/v1/deliveries/{delivery}", headers=AUTH)
@@ -262,6 +263,8 @@ async def test_a_move_sends_new_events_to_the_new_cell_and_old_ones_finish(
     }
     after = [await send(two.api, business, n) for n in range(5, 8)]
     assert all(e["id"].endswith(".c2") for e in after)
+    where = await (await two.api.get(f"/v1/businesses/{business}/cell", headers=AUTH)).json()
+    assert where["previous_cells"] == ["c1"] and where["pending_in_previous_cells"] == {"c1": 5}
     # the endpoint, found by its id (which names c1), is the one in c2 now; its secret moved
     got = await (await two.api.get(f"/v1/endpoints/{ep['id']}", headers=AUTH)).json()
     assert got["url"] == r.url

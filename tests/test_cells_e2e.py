@@ -404,6 +404,7 @@ async def test_each_business_lives_in_one_cell_and_its_worker_alone_delivers_it(
                 "cell": cell,
                 "previous_cells": [],
                 "pinned": True,
+                "pending_in_previous_cells": {},
             }
     # each event's body and each endpoint are in its business's cell's Redis, and only there
     for event_id, cell in events.items():
@@ -639,7 +640,13 @@ async def test_cells_ls_where_and_move_from_the_command_line(
         "cell": "c1",
         "previous_cells": ["c2"],
         "pinned": True,
+        "pending_in_previous_cells": {"c2": 0},
     }
+    where = await asyncio.to_thread(hookgate, "cells", "where", business, env=env)
+    assert where.stdout.splitlines() == [
+        f"{business} lives in cell c1 (pinned in the directory)",
+        "before: c2 (0 deliveries to finish)",
+    ]
     assert (await send(http, business, 1))["id"].endswith(".c1")
     again = await asyncio.to_thread(hookgate, "cells", "move", business, "c1", env=env)
     assert again.returncode == 0, again.stderr

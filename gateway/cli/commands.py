@@ -867,8 +867,11 @@ def cells_where(api: ApiClient, business_id: str, as_json: bool) -> None:
         return
     how = "pinned in the directory" if placed["pinned"] else "placed by hashing its id"
     click.echo(f"{placed['business_id']} lives in cell {placed['cell']} ({how})")
-    if placed["previous_cells"]:
-        click.echo("before: " + ", ".join(placed["previous_cells"]))
+    pending = placed["pending_in_previous_cells"]
+    for cell in placed["previous_cells"]:
+        left = pending.get(cell)
+        where = "unreachable now" if left is None else f"{_count(left, 'delivery')} to finish"
+        click.echo(f"before: {cell} ({where})")
 
 
 @cells.command("move")

@@ -272,6 +272,24 @@ class Cells:
             raise unavailable(self.home.name, exc) from exc
         return self.by_name[(await self.placements([business_id], fresh=True))[business_id].cell]
 
+    async def still_pending(self, business_id: str, placed: Placement) -> dict[str, int]:
+        """Per cell the business lived in before, its deliveries not yet final there (what a
+        move leaves to that cell's workers); a cell that does not answer is left out."""
+        if not placed.previous:
+            return {}
+        current = self.by_name[placed.cell]
+        ids = [
+            as_str(i)
+            for i in await awaited(current.redis.smembers(keys.business_endpoints(business_id)))
+        ]
+        counts: dict[str, int] = {}
+        for name in placed.previous:
+            try:
+                counts[name] = await self._pending(self.by_name[name], ids)
+            except (RedisError, OSError) as exc:
+                log.warning("hookgate.cells.count_unreachable", cell=name, **_err(exc))
+        return counts
+
     def forget(self, business_id: str) -> None:
         self._placed.pop(business_id, None)
 

@@ -449,13 +449,15 @@ async def list_cells(request: web.Request) -> web.Response:
 
 async def get_business_cell(request: web.Request) -> web.Response:
     business = validation.business_id(request.match_info["id"], "business_id")
-    placed = await request.app[CELLS].placement(business)
+    cells = request.app[CELLS]
+    placed = await cells.placement(business)
     return json_response(
         schemas.BusinessCell(
             business_id=business,
             cell=placed.cell,
             previous_cells=list(placed.previous),
             pinned=placed.pinned,
+            pending_in_previous_cells=await cells.still_pending(business, placed),
         )
     )
 

@@ -924,6 +924,13 @@ class BusinessCell(Answer):
     pinned: Annotated[
         bool, Meta(description="placed by the directory (else by hashing its id over the cells)")
     ]
+    pending_in_previous_cells: Annotated[
+        dict[str, int],
+        Meta(
+            description="per cell it lived in before, its deliveries not yet final there (the "
+            "cell's workers finish them)"
+        ),
+    ]
 
 
 class CellMoveIn(RequestBody):
