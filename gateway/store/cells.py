@@ -1,14 +1,15 @@
 """The cells a gateway serves (``core/cells.py``): one store per Redis group, the directory that
 places businesses (in the first cell), and moving a business from one cell to another.
 
-Placement: a business with an endpoint is pinned in the directory, to the cell rendezvous
-hashing picked when its first endpoint was made, or to the cell it was moved to. A business
-with no endpoint is not pinned and goes where hashing says (it has nothing to deliver). Pinning
-at the first endpoint keeps adding a cell from moving a business away from its endpoints: its
-events would otherwise land in a cell with no endpoint of its own, matched by nothing. A gateway
-keeps the placements it read for ``PLACEMENT_FRESH_FOR`` seconds; a stale one is harmless, as
-ingest in a cell a business moved away from refuses its events (``keys.business_moved``) and
-the gateway reads the directory again.
+Placement: a business with an endpoint is pinned in the directory (with one cell too), to the
+cell rendezvous hashing picked when its first endpoint was made, or to the cell it was moved
+to. A business with no endpoint is not pinned and goes where hashing says (it has nothing to
+deliver); one with endpoints in ``default`` but no pin (from before pinning) is pinned there
+when first placed. Pinning keeps adding a cell from moving a business away from its endpoints:
+its events would otherwise land in a cell with no endpoint of its own, matched by nothing. A
+gateway keeps the placements it read for ``PLACEMENT_FRESH_FOR`` seconds; a stale one is
+harmless, as ingest in a cell a business moved away from refuses its events
+(``keys.business_moved``) and the gateway reads the directory again.
 """
 
 from __future__ import annotations
