@@ -324,15 +324,10 @@ class RoutedIngester:
             # cell (a tenth of a single event's gateway time went to routing without this).
             known = self.cells.cached(items[0].event.business_id)
             if known is not None and not known.previous:
-                cell = self.cells.by_name[known.cell]
-                try:
-                    [result] = await cell.ingester.submit(items)
-                except (RedisError, OSError) as exc:
-                    return [unavailable(cell.name, exc)]
-                except StoreUnavailable as exc:
-                    return [CellUnavailable(cell.name, exc.message)]
-                if not isinstance(result, BusinessMoved):
-                    return [result]
+                one: list[Ingested | DomainError | None] = [None]
+                await self._to_cell(self.cells.by_name[known.cell], [0], items, one)
+                if one[0] is not None and not isinstance(one[0], BusinessMoved):
+                    return [one[0]]
         results: list[Ingested | DomainError | None] = [None] * len(items)
         todo = list(range(len(items)))
         for round_, pause in enumerate(MOVING_PAUSES):
