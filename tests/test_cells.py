@@ -751,3 +751,27 @@ def test_the_cells_commands_refuse_bad_arguments_before_asking(
     done = run_cli(*args, env={**env, "HOOKGATE_URL": "http://127.0.0.1:9"})
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
+
+
+async def test_one_move_of_a_business_at_a_time(two: TwoCells, receiver: Any) -> None:
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    for _ in range(3):
+        await make_endpoint(two.api, business, r.url)
+    await two.c1.set(f"hg:bus:{business}:moving", "another gateway's")
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "move_in_progress"
+    assert await send_placement(two, business) == "c1"
+    await two.c1.delete(f"hg:bus:{business}:moving")
+    answers = await asyncio.gather(
+        *(
+            two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+            for _ in range(4)
+        )
+    )
+    moved = [(await a.json()).get("moved") for a in answers if a.status == 200]
+    assert moved.count(True) == 1, [a.status for a in answers]
+    assert all(a.status in (200, 409) for a in answers)
+    assert not await two.c1.exists(f"hg:bus:{business}:moving")  # let go after
+    assert await send_placement(two, business) == "c2"

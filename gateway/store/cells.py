@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -38,6 +39,9 @@ from gateway.store.store import Store, as_str, awaited, decode_hash
 log = structlog.get_logger("hookgate.cells")
 
 PLACEMENT_FRESH_FOR = 5.0  # seconds a gateway trusts a placement it read from the directory
+# How long a move holds its business (a crashed gateway's hold lapses after it); a move of a
+# cell of millions of keys, ordering keys read with SCAN, takes seconds.
+MOVE_LOCK_MS = 300_000
 
 
 @dataclasses.dataclass
@@ -306,8 +310,23 @@ class Cells:
 
         Refused (``Conflict``, ``ordered_deliveries_pending``) while an ordered endpoint of
         the business has deliveries pending in the old cell, unless ``force``: they would go
-        on in the old cell while the key's next events go in the new one, out of order."""
+        on in the old cell while the key's next events go in the new one, out of order.
+        One move of a business at a time (``Conflict``, ``move_in_progress``): two at once
+        could leave its endpoints, refusal and directory pointing at different cells."""
         target = self.named(to)
+        lock, token = keys.business_moving(business_id), secrets.token_hex(8)
+        if not await awaited(self.home.redis.set(lock, token, nx=True, px=MOVE_LOCK_MS)):
+            raise Conflict(
+                "the business is being moved already; try again once that move is done",
+                code="move_in_progress",
+            )
+        try:
+            return await self._move(business_id, target, force=force)
+        finally:
+            if as_str(await awaited(self.home.redis.get(lock))) == token:
+                await awaited(self.home.redis.delete(lock))
+
+    async def _move(self, business_id: str, target: Cell, *, force: bool) -> dict[str, Any]:
         placed = (await self.placements([business_id], fresh=True))[business_id]
         source = self.by_name[placed.cell]
         if source is target:

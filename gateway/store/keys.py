@@ -119,6 +119,12 @@ def business_moved(business_id: str) -> str:
     return f"{PREFIX}bus:{business_id}:moved"
 
 
+def business_moving(business_id: str) -> str:
+    """String held, in the first cell, while a business is being moved (``Cells.move``): one
+    move of a business at a time."""
+    return f"{PREFIX}bus:{business_id}:moving"
+
+
 def business_endpoints(business_id: str) -> str:
     return f"{PREFIX}bus:{business_id}:eps"
 

@@ -353,7 +353,10 @@ OPERATIONS = (
         {200: (S.CellMove, "Moved (or already there): new events go to the new cell")},
         body=S.CellMoveIn,
         parameters=(BUSINESS_IN_PATH,),
-        conflict="its ordered endpoints have deliveries pending (ordered_deliveries_pending)",
+        conflict=(
+            "its ordered endpoints have deliveries pending (ordered_deliveries_pending), or "
+            "it is being moved already (move_in_progress)"
+        ),
         description=(
             "Its endpoints (sealed secrets and all) are copied to the new cell and its new "
             "events go there at once; deliveries already in the old cell finish there. Reads "
