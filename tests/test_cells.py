@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -775,3 +776,30 @@ async def test_one_move_of_a_business_at_a_time(two: TwoCells, receiver: Any) ->
     assert all(a.status in (200, 409) for a in answers)
     assert not await two.c1.exists(f"hg:bus:{business}:moving")  # let go after
     assert await send_placement(two, business) == "c2"
+
+
+def test_a_cell_left_is_read_until_its_deliveries_have_expired() -> None:
+    from gateway.store.cells import Placement
+
+    placed = Placement("c1", pinned=True).moved_to("c2", until=1_000)
+    assert placed.encode() == "c2 c1@1000"
+    back = Placement.decode(placed.encode(), now_ms=999).moved_to("c1", until=5_000)
+    assert back.encode() == "c1 c2@5000"  # the cell it returns to is not a previous one
+    assert Placement.decode("c3 c2@5000 c1@1000", now_ms=999).previous == ("c2", "c1")
+    assert Placement.decode("c3 c2@5000 c1@1000", now_ms=1_001).previous == ("c2",)
+    assert Placement.decode("c3 c2@5000 c1@1000", now_ms=6_000).cells == ("c3",)
+    assert Placement.decode("c2 c1", now_ms=10**15).previous == ("c1",)  # no time: kept
+
+
+async def test_a_move_records_until_when_the_old_cell_is_read(two: TwoCells, receiver: Any) -> None:
+    r = await receiver()
+    business = businesses_in("c1", 1)[0]
+    await make_endpoint(two.api, business, r.url)
+    before = int(time.time() * 1000)
+    await two.api.put(f"/v1/businesses/{business}/cell", json={"cell": "c2"}, headers=AUTH)
+    value = (await two.c1.hget("hg:cells:directory", business)).decode()
+    cell, old = value.split()
+    name, _, until = old.partition("@")
+    assert (cell, name) == ("c2", "c1")
+    retention_ms = int(two.settings.retention * 1000)
+    assert before + retention_ms <= int(until) <= int(time.time() * 1000) + retention_ms

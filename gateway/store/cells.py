@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.core.cells import DEFAULT_CELL, cell_of_id, rendezvous
+from gateway.core.clock import now_ms
 from gateway.core.errors import CellUnavailable, Conflict, NotFound
 from gateway.core.logs import describe_error
 from gateway.core.settings import Settings
@@ -70,23 +71,47 @@ class Cell:
 @dataclasses.dataclass(frozen=True)
 class Placement:
     """Where a business lives, and the cells it lived in before (their deliveries finish
-    there, and reads look there too)."""
+    there, and reads look there too), each until when (ms) it may hold some: the move's time
+    plus ``HOOKGATE_RETENTION`` (0: not known, kept). Past it, reads no longer look there."""
 
     cell: str
     previous: tuple[str, ...] = ()
     pinned: bool = False
+    until: tuple[int, ...] = ()
 
     @property
     def cells(self) -> tuple[str, ...]:
         return (self.cell, *(c for c in self.previous if c != self.cell))
 
     def encode(self) -> str:
-        return " ".join(self.cells)
+        """``c2 c1@1767225600000``: the cell, then each previous one with its time."""
+        untils = self.until or (0,) * len(self.previous)
+        before = [f"{c}@{u}" if u else c for c, u in zip(self.previous, untils, strict=True)]
+        return " ".join([self.cell, *before])
 
     @classmethod
-    def decode(cls, value: str) -> Placement:
-        cell, *previous = value.split()
-        return cls(cell, tuple(previous), pinned=True)
+    def decode(cls, value: str, now_ms: int) -> Placement:
+        cell, *entries = value.split()
+        names: list[str] = []
+        untils: list[int] = []
+        for entry in entries:
+            name, _, until = entry.partition("@")
+            kept = int(until) if until.isdigit() else 0
+            if name == cell or name in names or (kept and kept < now_ms):
+                continue
+            names.append(name)
+            untils.append(kept)
+        return cls(cell, tuple(names), True, tuple(untils))
+
+    def moved_to(self, target: str, until: int) -> Placement:
+        """This business in ``target``, its cell now one it lived in before (until ``until``)."""
+        before = [(self.cell, until)]
+        before += [
+            (c, u)
+            for c, u in zip(self.previous, self.until or (0,) * len(self.previous), strict=True)
+            if c not in (target, self.cell)
+        ]
+        return Placement(target, tuple(c for c, _ in before), True, tuple(u for _, u in before))
 
 
 def unavailable(cell: str, exc: BaseException) -> CellUnavailable:
@@ -97,8 +122,10 @@ class Cells:
     """Every cell, the first one holding the directory, API keys, audit trail, registered
     event types and portal sessions."""
 
-    def __init__(self, cells: Sequence[Cell]) -> None:
+    def __init__(self, cells: Sequence[Cell], retention: float = 30 * 86400.0) -> None:
         assert cells, "at least one cell"
+        # how long a cell a business left may hold its deliveries: HOOKGATE_RETENTION
+        self.retention_ms = int(retention * 1000)
         self.by_name: dict[str, Cell] = {cell.name: cell for cell in cells}
         self.names = tuple(self.by_name)
         self.home = cells[0]
@@ -115,7 +142,8 @@ class Cells:
             [
                 Cell.build(spec.name, pools[spec.name], settings.for_cell(spec), catalog)
                 for spec in settings.cell_specs
-            ]
+            ],
+            settings.retention,
         )
 
     def __iter__(self) -> Any:
@@ -251,10 +279,17 @@ class Cells:
 
     def _decode(self, business_id: str, value: str) -> Placement:
         if value:
-            placed = Placement.decode(value)
+            placed = Placement.decode(value, now_ms())
             if placed.cell in self.by_name:
+                known = [
+                    (c, u)
+                    for c, u in zip(placed.previous, placed.until, strict=True)
+                    if c in self.by_name
+                ]
                 return dataclasses.replace(
-                    placed, previous=tuple(c for c in placed.previous if c in self.by_name)
+                    placed,
+                    previous=tuple(c for c, _ in known),
+                    until=tuple(u for _, u in known),
                 )
             log.error("hookgate.cells.unknown_cell_in_directory", cell=placed.cell)
         return Placement(rendezvous(business_id, self.names))
@@ -376,7 +411,7 @@ class Cells:
         # 3. nothing more is numbered in the old cell: each key's sequence goes on in the new
         await self._carry_sequences(source, target, ordered)
         # 4. the directory: its events go to the new cell from now on
-        moved = Placement(target.name, tuple(c for c in placed.cells if c != target.name), True)
+        moved = placed.moved_to(target.name, now_ms() + self.retention_ms)
         async with self.home.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.CELL_DIRECTORY, business_id, moved.encode())
             pipe.incr(keys.CELL_MOVES)
