@@ -638,7 +638,7 @@ async def test_sequences_go_on_across_a_move_and_pending_ordered_deliveries_hold
     assert resp.status == 409
     error = (await resp.json())["error"]
     assert error["code"] == "ordered_deliveries_pending"
-    assert error["details"] == {"pending": 3, "cell": "c1"}
+    assert error["details"] == {"pending": 3, "blocked_keys": 0, "cell": "c1"}
     assert (await send_placement(two, business)) == "c1"  # nothing moved
     await workers(two.settings, "c1")
     await r.wait_for(3)
@@ -803,3 +803,41 @@ async def test_a_move_records_until_when_the_old_cell_is_read(two: TwoCells, rec
     assert (cell, name) == ("c2", "c1")
     retention_ms = int(two.settings.retention * 1000)
     assert before + retention_ms <= int(until) <= int(time.time() * 1000) + retention_ms
+
+
+async def test_a_blocked_key_holds_a_move_until_its_head_is_skipped(
+    two: TwoCells, receiver: Any, workers: Callable[[Settings, str], Awaitable[None]]
+) -> None:
+    from aiohttp import web
+
+    async def refuse(request: Any, n: int) -> Any:
+        return web.json_response({}, status=500)
+
+    r = await receiver(refuse)
+    business = businesses_in("c1", 1)[0]
+    ep = await make_endpoint(two.api, business, r.url, ordered=True)
+    resp = await two.api.post(
+        "/v1/events",
+        json={
+            "business_id": business,
+            "type": "payment.succeeded",
+            "data": {},
+            "ordering_key": "k",
+        },
+        headers=AUTH,
+    )
+    [head] = (await resp.json())["deliveries"]
+    await workers(two.settings, "c1")
+    await settle(two.api, [head], "failed")
+    move = {"cell": "c2"}
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json=move, headers=AUTH)
+    assert resp.status == 409
+    assert (await resp.json())["error"]["details"] == {
+        "pending": 0,
+        "blocked_keys": 1,
+        "cell": "c1",
+    }
+    resp = await two.api.post(f"/v1/endpoints/{ep['id']}/ordering/keys/k/skip", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    resp = await two.api.put(f"/v1/businesses/{business}/cell", json=move, headers=AUTH)
+    assert resp.status == 200, await resp.text()

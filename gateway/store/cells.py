@@ -344,8 +344,9 @@ class Cells:
         cell finish there, with the endpoints as they are (later changes are copied to them).
 
         Refused (``Conflict``, ``ordered_deliveries_pending``) while an ordered endpoint of
-        the business has deliveries pending in the old cell, unless ``force``: they would go
-        on in the old cell while the key's next events go in the new one, out of order.
+        the business has deliveries pending or keys blocked in the old cell, unless ``force``:
+        they would go on in the old cell while the key's next events go in the new one, out of
+        order, and a blocked key would go on in the new cell past its failed head.
         One move of a business at a time (``Conflict``, ``move_in_progress``): two at once
         could leave its endpoints, refusal and directory pointing at different cells."""
         target = self.named(to)
@@ -369,13 +370,15 @@ class Cells:
         raws = await self._endpoints_of(source, business_id)
         ordered = [r["id"] for r in raws if r.get("ordered") == "1" or r.get("kind") == "listen"]
         waiting = await self._pending(source, ordered)
-        if waiting and not force:
+        blocked = await self._blocked(source, ordered)
+        if (waiting or blocked) and not force:
             raise Conflict(
-                f"{waiting} deliveries of the business's ordered endpoints are pending in cell "
-                f"{source.name!r}: moved now, a key's next events could overtake them. Wait "
-                "until they end (or skip their keys), or move with force",
+                f"in cell {source.name!r}, the business's ordered endpoints have {waiting} "
+                f"deliveries pending and {blocked} keys blocked: moved now, a key's next events "
+                "could overtake them, or go on past a blocked head. Wait until they end, replay "
+                "or skip the blocked heads, or move with force",
                 code="ordered_deliveries_pending",
-                details={"pending": waiting, "cell": source.name},
+                details={"pending": waiting, "blocked_keys": blocked, "cell": source.name},
             )
         sessions = decode_hash(
             await awaited(source.redis.hgetall(keys.business_listen_sessions(business_id)))
@@ -429,7 +432,7 @@ class Cells:
             target=target.name,
             endpoints=len(raws),
             pending_in_source=pending,
-            forced=bool(waiting),
+            forced=bool(waiting or blocked),
         )
         return self._moved_view(business_id, moved, source.name, len(raws), pending, moved=True)
 
@@ -441,6 +444,16 @@ class Cells:
         async with cell.redis.pipeline(transaction=False) as pipe:
             for endpoint_id in endpoint_ids:
                 pipe.scard(keys.endpoint_pending(endpoint_id))
+            return sum(int(n) for n in await pipe.execute())
+
+    @staticmethod
+    async def _blocked(cell: Cell, endpoint_ids: list[str]) -> int:
+        """Ordering keys of these endpoints blocked behind a failed head in ``cell``."""
+        if not endpoint_ids:
+            return 0
+        async with cell.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.zcard(keys.ordering_blocked(endpoint_id))
             return sum(int(n) for n in await pipe.execute())
 
     @staticmethod
