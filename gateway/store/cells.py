@@ -532,10 +532,15 @@ class Cells:
         if not raw:
             return
         for cell in copies:
-            async with cell.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.endpoint(endpoint_id))
-                pipe.hset(keys.endpoint(endpoint_id), mapping={**raw, "moved_to": current.name})
-                await pipe.execute()
+            try:
+                async with cell.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(keys.endpoint(endpoint_id))
+                    pipe.hset(keys.endpoint(endpoint_id), mapping={**raw, "moved_to": current.name})
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                # the change is made where the endpoint lives; this copy keeps its old state
+                # until the next change reaches it
+                log.warning("hookgate.cells.copy_not_updated", cell=cell.name, **_err(exc))
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": c.name, "home": c is self.home} for c in self]
