@@ -181,6 +181,9 @@ def render_markdown(
         runs_table(figures),
         "",
     ]
+    notes = [f"- {f.bench}, {f.metric}: {f.note}" for f in figures if f.note]
+    if notes:
+        parts += ["### Notes", "", *notes, ""]
     if sweep:
         parts += [
             "### Latency vs offered load",
