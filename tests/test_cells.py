@@ -149,11 +149,11 @@ def test_ids_carry_their_cell() -> None:
     ("text", "says"),
     [
         ("", "no cell is listed"),
-        ("c1=redis://h:6379/0,c1=redis://h:6380/0", "'c1' is listed twice"),
-        ("C1=redis://h:6379/0", "cell name 'C1' must be"),
-        ("c1=http://h:6379", "cell 'c1': unknown scheme 'http'"),
-        ("c1=redis://h:6379/0,c2", "cell 'c1': its URL holds a comma"),
-        ("=redis://h:6379/0", "cell name '' must be"),
+        ("c1=redis://h:7001/0,c1=redis://h:7002/0", "'c1' is listed twice"),
+        ("C1=redis://h:7001/0", "cell name 'C1' must be"),
+        ("c1=http://h:7001", "cell 'c1': unknown scheme 'http'"),
+        ("c1=redis://h:7001/0,c2", "cell 'c1': its URL holds a comma"),
+        ("=redis://h:7001/0", "cell name '' must be"),
         ("c1", "entry 1 is not name=url"),
         ("c1=redis://:secret-pw@h:99999/0", "cell 'c1'"),
     ],
@@ -169,7 +169,7 @@ def test_bad_cell_lists_are_refused_naming_the_problem(text: str, says: str) -> 
 
 
 def test_a_sentinel_cell_keeps_its_commas() -> None:
-    parsed = parse_cells("c1=redis+sentinel://h1:26379,h2:26379/m1,c2=redis://h3:6379/0")
+    parsed = parse_cells("c1=redis+sentinel://h1:26379,h2:26379/m1,c2=redis://h3:7003/0")
     assert [c.name for c in parsed] == ["c1", "c2"]
     assert parsed[0].target.sentinels == (("h1", 26379), ("h2", 26379))
     assert Settings().cell_specs[0].name == "default"
