@@ -417,7 +417,6 @@ class Cells:
         moved = placed.moved_to(target.name, now_ms() + self.retention_ms)
         async with self.home.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.CELL_DIRECTORY, business_id, moved.encode())
-            pipe.incr(keys.CELL_MOVES)
             await pipe.execute()
         await self.home.store.scripts.wait_for_replicas()
         self._placed[business_id] = (time.monotonic(), moved)
@@ -541,9 +540,6 @@ class Cells:
                 # the change is made where the endpoint lives; this copy keeps its old state
                 # until the next change reaches it
                 log.warning("hookgate.cells.copy_not_updated", cell=cell.name, **_err(exc))
-
-    def describe(self) -> list[dict[str, Any]]:
-        return [{"name": c.name, "home": c is self.home} for c in self]
 
 
 def _err(exc: BaseException) -> dict[str, str]:

@@ -25,11 +25,10 @@ LISTEN_SESSIONS = PREFIX + "listen:sessions"
 # Delivery indices: zsets of "{created_ms:013d}:{delivery_id}" at score 0, so a lexical range
 # is a time range and a member is a stable cursor.
 INDEX_ALL = PREFIX + "idx:all"
-# Cells (``store/cells.py``), in the first cell only: hash of every business placed so far →
-# its cell, then the cells it lived in before, space-separated ("c2 c1"); and a counter bumped
-# by every move, so a gateway can tell its cached placements are stale.
+# Cells (``store/cells.py``), in the first cell only: hash of every business pinned so far →
+# its cell, then the cells it lived in before, each with until when it is read
+# ("c2 c1@1767225600000").
 CELL_DIRECTORY = PREFIX + "cells:directory"
-CELL_MOVES = PREFIX + "cells:moves"
 
 
 def index_business(business_id: str) -> str:

@@ -61,7 +61,6 @@ class RoutedStore:
     def __init__(self, cells: Cells) -> None:
         self.cells = cells
         self.home = cells.home.store
-        self.settings = self.home.settings
 
     async def _call(self, cell: Cell, call: Callable[[], Awaitable[T]]) -> T:
         async with in_cell(self.cells, cell):
@@ -77,9 +76,6 @@ class RoutedStore:
 
     async def register_type(self, name: str, description: str) -> bool:
         return await self.home.register_type(name, description)
-
-    async def verification_keys_for_url(self, url: str) -> list[str]:
-        return await self.home.verification_keys_for_url(url)
 
     # ---- by id ----------------------------------------------------------------------------
 
