@@ -95,3 +95,19 @@ async def redis_dump(redis: Any) -> bytes:
             raise AssertionError(f"a {kind} key this dump cannot read: {key!r}")
         out += b"\n"
     return bytes(out)
+
+
+async def ingest_batch(
+    http: aiohttp.ClientSession, events: list[dict[str, Any]], size: int = 250
+) -> list[dict[str, Any]]:
+    """Events in batches of ``size``; every one must be accepted. Returns the 202 views."""
+    accepted: list[dict[str, Any]] = []
+    for start in range(0, len(events), size):
+        async with http.post(
+            "/v1/events/batch", json={"events": events[start : start + size]}
+        ) as r:
+            assert r.status == 202, await r.text()
+            body = await r.json()
+        assert body["rejected"] == 0, body
+        accepted += body["results"]
+    return accepted

@@ -30,7 +30,7 @@ import pytest
 from conftest import Receiver
 from redis.asyncio import Redis
 from redis_group import RedisGroup
-from support import AUTH, TOKEN, hookgate_exe, run_cli
+from support import AUTH, TOKEN, hookgate_exe, ingest_batch, run_cli
 
 from gateway.cli.redis_server import free_port, start_redis
 from gateway.core.cells import rendezvous
@@ -264,19 +264,6 @@ async def send(http: aiohttp.ClientSession, business: str, n: int) -> dict[str, 
         return dict(await resp.json())
 
 
-async def send_batch(
-    http: aiohttp.ClientSession, events: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    accepted: list[dict[str, Any]] = []
-    for start in range(0, len(events), 100):
-        async with http.post("/v1/events/batch", json={"events": events[start : start + 100]}) as r:
-            assert r.status == 202, await r.text()
-            body = await r.json()
-        assert body["rejected"] == 0, body
-        accepted += body["results"]
-    return accepted
-
-
 def arrived(receiver: Receiver) -> collections.Counter[str]:
     return collections.Counter(r.headers["webhook-id"] for r in receiver.requests)
 
@@ -462,7 +449,7 @@ async def test_a_move_under_load_delivers_every_event_once_and_new_ones_land_in_
     # c2's worker runs throughout; c1's starts only after the move, so the backlog is pending
     # in c1 when the move happens
     run.worker("c2")
-    backlog = await send_batch(http, [event(business, n) for n in range(300)])
+    backlog = await ingest_batch(http, [event(business, n) for n in range(300)], size=100)
     assert all(view["id"].endswith(".c1") for view in backlog)
     async with sending(Sender(http, [business])) as sender:
         await sender.until_more(20)
@@ -533,7 +520,7 @@ async def test_paging_across_cells_while_events_arrive_neither_skips_nor_repeats
     for business in [*ones, *twos]:
         await create_endpoint(http, business, r.url)
     mixed = [event([*ones, *twos][n % 4], n) for n in range(60)]
-    made = await send_batch(http, mixed)  # one batch's items go to both cells
+    made = await ingest_batch(http, mixed, size=100)  # one batch's items go to both cells
     assert {v["id"].rsplit(".", 1)[1] for v in made} == set(CELLS)
     async with sending(Sender(http, [ones[0], twos[0]])) as sender:
         await sender.until_more(2)

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from redis.asyncio import Redis
-from support import AUTH, TOKEN, hookgate_exe, wait_healthy
+from support import AUTH, TOKEN, hookgate_exe, ingest_batch, wait_healthy
 
 from gateway.cli.redis_server import free_port, start_redis
 from gateway.store import keys, queue
@@ -214,20 +214,6 @@ async def create_endpoint(
 
 def event(business: str, n: int) -> dict[str, Any]:
     return {"business_id": business, "type": "payment.succeeded", "data": {"n": n}}
-
-
-async def ingest_batch(
-    http: aiohttp.ClientSession, events: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Events in batches of 250; every one must be accepted. Returns the 202 views."""
-    accepted: list[dict[str, Any]] = []
-    for start in range(0, len(events), 250):
-        async with http.post("/v1/events/batch", json={"events": events[start : start + 250]}) as r:
-            assert r.status == 202, await r.text()
-            body = await r.json()
-        assert body["rejected"] == 0, body
-        accepted += body["results"]
-    return accepted
 
 
 async def statuses(redis: Redis, delivery_ids: list[str]) -> collections.Counter[str]:

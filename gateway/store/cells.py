@@ -325,7 +325,7 @@ class Cells:
         counts: dict[str, int] = {}
         for name in placed.previous:
             try:
-                counts[name] = await self._pending(self.by_name[name], ids)
+                counts[name] = (await self._pending(self.by_name[name], ids))[0]
             except (RedisError, OSError) as exc:
                 log.warning("hookgate.cells.count_unreachable", cell=name, **_err(exc))
         return counts
@@ -369,8 +369,7 @@ class Cells:
             return self._moved_view(business_id, placed, placed.cell, 0, 0, moved=False)
         raws = await self._endpoints_of(source, business_id)
         ordered = [r["id"] for r in raws if r.get("ordered") == "1" or r.get("kind") == "listen"]
-        waiting = await self._pending(source, ordered)
-        blocked = await self._blocked(source, ordered)
+        waiting, blocked = await self._pending(source, ordered)
         if (waiting or blocked) and not force:
             raise Conflict(
                 f"in cell {source.name!r}, the business's ordered endpoints have {waiting} "
@@ -424,7 +423,7 @@ class Cells:
             origin = self.by_name.get(cell_of_id(raw["id"]))
             if origin is not None and origin not in (source, target):
                 await awaited(origin.redis.hset(keys.endpoint(raw["id"]), "moved_to", target.name))
-        pending = await self._pending(source, [raw["id"] for raw in raws])
+        pending, _ = await self._pending(source, [raw["id"] for raw in raws])
         log.info(
             "hookgate.cells.moved",
             source=source.name,
@@ -436,24 +435,17 @@ class Cells:
         return self._moved_view(business_id, moved, source.name, len(raws), pending, moved=True)
 
     @staticmethod
-    async def _pending(cell: Cell, endpoint_ids: list[str]) -> int:
-        """Deliveries of these endpoints not yet in a final state in ``cell``."""
+    async def _pending(cell: Cell, endpoint_ids: list[str]) -> tuple[int, int]:
+        """Of these endpoints in ``cell``: the deliveries not yet in a final state, and the
+        ordering keys blocked behind a failed head (one round trip)."""
         if not endpoint_ids:
-            return 0
+            return 0, 0
         async with cell.redis.pipeline(transaction=False) as pipe:
             for endpoint_id in endpoint_ids:
                 pipe.scard(keys.endpoint_pending(endpoint_id))
-            return sum(int(n) for n in await pipe.execute())
-
-    @staticmethod
-    async def _blocked(cell: Cell, endpoint_ids: list[str]) -> int:
-        """Ordering keys of these endpoints blocked behind a failed head in ``cell``."""
-        if not endpoint_ids:
-            return 0
-        async with cell.redis.pipeline(transaction=False) as pipe:
-            for endpoint_id in endpoint_ids:
                 pipe.zcard(keys.ordering_blocked(endpoint_id))
-            return sum(int(n) for n in await pipe.execute())
+            counts = [int(n) for n in await pipe.execute()]
+        return sum(counts[0::2]), sum(counts[1::2])
 
     @staticmethod
     async def _carry_sequences(source: Cell, target: Cell, endpoint_ids: list[str]) -> None:
